@@ -1,0 +1,3 @@
+"""equissl: equivariant self-supervised learning with PyTorch."""
+
+__version__ = "0.1.0"

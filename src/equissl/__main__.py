@@ -1,0 +1,5 @@
+import sys
+
+from equissl.cli import main
+
+sys.exit(main())

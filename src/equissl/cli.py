@@ -1,0 +1,180 @@
+"""The `equissl` command: `equissl <command> [preset ...] [key=value ...]`.
+
+Errors a user can cause print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+USAGE = """usage: equissl <command> [preset ...] [key=value ...]
+
+commands:
+  pretrain [preset ...] [key=value ...]   pretrain (then evaluate) into runs/<name>/
+  eval ckpt=PATH [key=value ...]          linear probe + kNN of a checkpoint's backbone
+  sweep SWEEP [key=value ...]             several runs side by side, then a table and a plot
+  report RUN_DIR ... [out=STEM]           table of finished runs (Markdown + CSV) and curves PNG
+  demo [key=value ...]                    SimCLR vs E-SimCLR on the embedded digits, on CPU
+  presets                                 list the presets in configs/
+
+examples:
+  equissl pretrain esimclr cifar10-cpu data.path=../shared/data/cifar10-jpeg.zip seed=1
+  equissl eval ckpt=runs/esimclr/last.ckpt
+  equissl pretrain simclr optim.epochs=5 backbone.width=16 name=quick
+"""
+
+
+class _Usage(Exception):
+    pass
+
+
+def _split(args: list[str]) -> tuple[list[str], list[str]]:
+    presets = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    return presets, overrides
+
+
+def _pop(overrides: list[str], key: str) -> str | None:
+    for item in overrides:
+        if item.startswith(f"{key}="):
+            overrides.remove(item)
+            return item.split("=", 1)[1]
+    return None
+
+
+def _quiet() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    warnings.filterwarnings("ignore")
+    import logging
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _print_results(results: dict) -> None:
+    keys = ("linear_acc", "linear_std", "knn_acc", "rotation_acc", "train_seconds", "eval_seconds")
+    shown = {k: results[k] for k in keys if isinstance(results.get(k), (int, float))}
+    print("  ".join(f"{k}={v:.2f}" for k, v in shown.items()))
+
+
+def cmd_pretrain(args: list[str]) -> None:
+    from equissl.config import build_config
+    from equissl.runner import pretrain, run_dir_of
+
+    presets, overrides = _split(args)
+    cfg = build_config(presets, overrides)
+    results = pretrain(cfg)
+    if results:
+        _print_results(results)
+        print(f"run folder: {run_dir_of(cfg)}")
+
+
+def cmd_eval(args: list[str]) -> None:
+    from equissl.config import build_config, load_config_file
+    from equissl.errors import UserError
+    from equissl.runner import evaluate_checkpoint
+
+    presets, overrides = _split(args)
+    ckpt = _pop(overrides, "ckpt")
+    if not ckpt:
+        raise _Usage("eval needs ckpt=PATH (e.g. ckpt=runs/esimclr/last.ckpt)")
+    if not Path(ckpt).is_file():
+        raise UserError(f"checkpoint not found: {ckpt}")
+    saved = Path(ckpt).parent / "config.yaml"
+    base = load_config_file(saved) if saved.is_file() else None
+    cfg = build_config(presets, overrides, base=base)
+    results = evaluate_checkpoint(cfg, ckpt)
+    _print_results(results)
+    print(f"wrote {Path(ckpt).parent / 'eval.json'}")
+
+
+def cmd_sweep(args: list[str]) -> None:
+    from equissl.sweep import load_sweep, run_sweep
+
+    presets, overrides = _split(args)
+    if len(presets) != 1:
+        raise _Usage("sweep needs exactly one sweep name or YAML file")
+    out_dir = _pop(overrides, "out_dir") or "runs"
+    table, root = run_sweep(load_sweep(presets[0]), overrides, out_dir)
+    print(table)
+    print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
+
+
+def cmd_report(args: list[str]) -> None:
+    from equissl.reports import collect_results, markdown_table, plot_curves, write_table
+    from equissl.sweep import DEFAULT_COLUMNS
+
+    dirs, overrides = _split(args)
+    out = _pop(overrides, "out") or "report"
+    group_by = _pop(overrides, "group_by")
+    if overrides or not dirs:
+        raise _Usage("report takes run folders and optional out=STEM group_by=COLUMN")
+    rows = collect_results(dirs)
+    write_table(rows, DEFAULT_COLUMNS, out, group_by=group_by)
+    plot_curves(dirs, f"{out}.png")
+    print(markdown_table(rows, DEFAULT_COLUMNS, group_by=group_by))
+    print(f"wrote {out}.md, {out}.csv, {out}.png")
+
+
+def cmd_demo(args: list[str]) -> None:
+    from equissl.sweep import load_sweep, run_sweep
+
+    presets, overrides = _split(args)
+    if presets:
+        raise _Usage("demo takes only key=value overrides")
+    out_dir = _pop(overrides, "out_dir") or "runs"
+    print("equissl demo: SimCLR vs E-SimCLR on scikit-learn's handwritten digits (CPU)")
+    table, root = run_sweep(load_sweep("demo-sweep"), overrides, out_dir)
+    print()
+    print(table)
+    print(f"\nrun folder: {root}  (table: results.md / results.csv, curves: curves.png)")
+
+
+def cmd_presets(args: list[str]) -> None:
+    from equissl.config import CONFIG_DIR
+
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        print(f"{path.stem:24s} {path.relative_to(CONFIG_DIR)}")
+
+
+COMMANDS = {
+    "pretrain": cmd_pretrain,
+    "eval": cmd_eval,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "demo": cmd_demo,
+    "presets": cmd_presets,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(
+            f"equissl: unknown command '{command}'; choose one of {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    _quiet()
+    from equissl.errors import UserError
+
+    try:
+        COMMANDS[command](args)
+    except (UserError, _Usage) as exc:
+        print(f"equissl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("equissl: interrupted; `resume=auto` continues from last.ckpt", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

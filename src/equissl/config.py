@@ -1,0 +1,327 @@
+"""Typed, validated configuration: dataclass defaults, YAML presets, `key=value` overrides.
+
+A run's configuration is built as: defaults <- presets (in order) <- overrides. Unknown keys
+and invalid values raise ConfigError with one line naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from equissl.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | cifar10 | cifar100 | stl10 | imagefolder
+    path: str | None = None  # file or folder of the source (not needed for digits)
+    cache_dir: str = ".cache/equissl"  # decoded uint8 arrays, keyed by source and options
+    limit: int | None = None  # class-balanced subset of the training split
+    test_limit: int | None = None  # class-balanced subset of the test split
+    channels: int = 3  # 3: grayscale is replicated; 1: colour is converted to luminance
+    size: int = 0  # resize once after decoding; 0 keeps the source size
+    unlabeled: bool = False  # STL-10: add the unlabeled split to pretraining
+    device_resident: str = "auto"  # auto | always | never: keep the uint8 set on the device
+
+
+@dataclass
+class AugmentConfig:
+    invariance: str = "simclr"  # simclr | cropflip | none
+    size: int = 0  # output size of the invariance views; 0: the data size
+    scale_min: float = 0.2
+    scale_max: float = 1.0
+    flip_p: float = 0.5
+    jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+
+
+@dataclass
+class EquivarianceConfig:
+    transform: str = "rotation"  # rotation (four-fold, labels 0-3)
+    mode: str = "predict"  # predict: cross-entropy on the transformation label
+    weight: float = 0.4  # lambda
+    augment: str = "simclr"  # base augmentation of the transformed view
+    size: int = 0  # crop size of the transformed view; 0: half the data size
+    scale_min: float = 0.2
+    scale_max: float = 1.0
+    head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
+
+
+@dataclass
+class MethodConfig:
+    invariance: str = "simclr"  # simclr | none
+    temperature: float = 0.5
+    proj_hidden: int = 0  # 0: 4 x backbone features (2048 at full width)
+    proj_dim: int = 0  # 0: 4 x backbone features (2048 at full width)
+    equivariance: list[EquivarianceConfig] = field(default_factory=list)
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "resnet18"  # resnet18 | resnet34 | resnet50
+    stem: str = "cifar"  # cifar (3x3 stride 1, no max-pool) | imagenet (7x7 stride 2, max-pool)
+    width: int = 64  # channels of the first stage (64 is the standard ResNet)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | lars
+    lr: float = 0.03  # base learning rate, scaled by batch_size / 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 10.0
+    batch_size: int = 512  # global batch size (split across processes)
+    epochs: int = 800
+    classifier_lr: float = 0.1  # online linear classifier (detached features)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp
+    precision: str = "auto"  # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed | 16-mixed
+    channels_last: bool = True  # on GPU only
+    sync_batchnorm: bool = False
+    log_every_n_steps: int = 20
+    progress_bar: bool = True
+    threads: int = 0  # CPU threads for torch; 0 leaves the default
+
+
+@dataclass
+class LinearEvalConfig:
+    seeds: int = 3
+    epochs: int = 100
+    batch_size: int = 1024
+    lr: float = 0.01
+    weight_decay: float = 1e-5
+
+
+@dataclass
+class KnnEvalConfig:
+    k: int = 200
+    temperature: float = 0.1
+
+
+@dataclass
+class EvalConfig:
+    at_end: bool = True
+    batch_size: int = 512
+    linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
+    knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    out_dir: str = "runs"
+    seed: int = 0
+    resume: str = "auto"  # auto: continue from runs/<name>/last.ckpt | never
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "resume": ("auto", "never"),
+    "data.name": ("digits", "cifar10", "cifar100", "stl10", "imagefolder"),
+    "data.channels": (1, 3),
+    "data.device_resident": ("auto", "always", "never"),
+    "augment.invariance": ("simclr", "cropflip", "none"),
+    "method.invariance": ("simclr", "none"),
+    "method.equivariance.*.transform": ("rotation",),
+    "method.equivariance.*.mode": ("predict",),
+    "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
+    "backbone.name": ("resnet18", "resnet34", "resnet50"),
+    "backbone.stem": ("cifar", "imagenet"),
+    "optim.name": ("sgd", "lars"),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+    "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
+    "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
+}
+
+POSITIVE = (
+    "optim.lr",
+    "optim.batch_size",
+    "optim.epochs",
+    "method.temperature",
+    "backbone.width",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "eval.batch_size",
+    "eval.linear.seeds",
+    "eval.knn.k",
+    "eval.knn.temperature",
+)
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped in configs/ (without folder or suffix)."""
+    return sorted(p.stem for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+def find_preset(name: str) -> Path:
+    """A preset by name (searched in configs/) or by path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {name}")
+        return path
+    matches = sorted(CONFIG_DIR.rglob(f"{name}.yaml"))
+    if len(matches) != 1:
+        close = difflib.get_close_matches(name, preset_names(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown preset '{name}'{hint}; presets: {', '.join(preset_names())}")
+    return matches[0]
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
+        raise ConfigError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config {path} must be a mapping of keys to values")
+    return loaded
+
+
+def _key_error(exc: OmegaConfBaseException, schema: DictConfig, key: str | None = None) -> ConfigError:
+    key = key or getattr(exc, "full_key", None) or "?"
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    node = OmegaConf.select(schema, parent) if parent else schema
+    valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, [str(v) for v in valid], n=1)
+    hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+    where = f" in '{parent}'" if parent else ""
+    return ConfigError(
+        f"unknown config key '{key}'{hint}; valid keys{where}: {', '.join(map(str, valid))}"
+    )
+
+
+def _merge(base: DictConfig, other: DictConfig | ListConfig, what: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)  # type: ignore[return-value]
+    except ConfigKeyError as exc:
+        raise _key_error(exc, base) from None
+    except ValidationError as exc:
+        key = getattr(exc, "full_key", "?")
+        raise ConfigError(f"bad value for '{key}' in {what}: {str(exc).splitlines()[0]}") from None
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:
+        raise ConfigError(f"bad config in {what}: {str(exc).splitlines()[0]}") from None
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
+    """`key=value` strings into (key, value) pairs, values parsed as YAML."""
+    pairs = []
+    for arg in args:
+        if "=" not in arg or arg.startswith("="):
+            raise ConfigError(f"expected key=value, got '{arg}'")
+        try:
+            parsed = OmegaConf.from_dotlist([arg])
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"cannot parse '{arg}': {str(exc).splitlines()[0]}") from None
+        key = arg.split("=", 1)[0]
+        pairs.append((key, OmegaConf.select(parsed, key)))
+    return pairs
+
+
+_MISSING = object()
+
+
+def apply_overrides(cfg: DictConfig, args: list[str]) -> DictConfig:
+    """Set each `key=value` on cfg; the key must exist (list items by index: a.0.b)."""
+    for key, value in parse_overrides(args):
+        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            parent = key.rsplit(".", 1)[0] if "." in key else ""
+            node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+            if isinstance(node, ListConfig):
+                raise ConfigError(f"unknown config key '{key}': '{parent}' has {len(node)} items")
+            if node is None:
+                raise ConfigError(f"unknown config key '{key}': '{parent}' does not exist")
+            raise _key_error(ConfigKeyError(key), cfg, key)
+        try:
+            OmegaConf.update(cfg, key, value, merge=isinstance(value, (DictConfig, ListConfig)))
+        except ValidationError as exc:
+            raise ConfigError(f"bad value for '{key}': {str(exc).splitlines()[0]}") from None
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"cannot set '{key}': {str(exc).splitlines()[0]}") from None
+    return cfg
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    for key, choices in CHOICES.items():
+        if ".*." in key:
+            head, tail = key.split(".*.")
+            items = OmegaConf.select(cfg, head) or []
+            values = [
+                (f"{head}.{i}.{tail}", OmegaConf.select(item, tail)) for i, item in enumerate(items)
+            ]
+        else:
+            values = [(key, OmegaConf.select(cfg, key))]
+        for name, value in values:
+            if value not in choices and str(value) not in map(str, choices):
+                raise ConfigError(
+                    f"bad value for '{name}': {value!r}; choose one of {', '.join(map(str, choices))}"
+                )
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is None or value <= 0:
+            raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive")
+    limits = ("data.limit", "data.test_limit")
+    for key in limits:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive or null")
+    if cfg.method.invariance == "none" and not cfg.method.equivariance:
+        raise ConfigError(
+            "method.invariance=none needs at least one method.equivariance term; "
+            "set method.invariance=simclr or add a term (preset esimclr)"
+        )
+
+
+def schema() -> DictConfig:
+    """The default configuration as a typed, closed (struct) OmegaConf tree."""
+    cfg = OmegaConf.structured(Config)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def build_config(
+    presets: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+    base: DictConfig | None = None,
+) -> DictConfig:
+    """Defaults (or a saved run's config), then each preset in order, then overrides; validated."""
+    cfg = schema() if base is None else base
+    for name in presets:
+        path = find_preset(name)
+        cfg = _merge(cfg, _load_yaml(path), str(path))
+    cfg = apply_overrides(cfg, list(overrides))
+    _check_choices(cfg)
+    return cfg
+
+
+def load_config_file(path: str | Path) -> DictConfig:
+    """A resolved config saved by a run (config.yaml), validated against the schema."""
+    cfg = _merge(schema(), _load_yaml(Path(path)), str(path))
+    _check_choices(cfg)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,241 @@
+"""ImageFolder datasets: class subfolders of JPEG/PNG files, in a folder or a .zip (read directly).
+
+Layouts, below the root or a single top-level folder inside it:
+  train/<class>/..., test/<class>/... (or val/): the given split;
+  <class>/...: a seeded, class-stratified 20% test split.
+Classes are the sorted class folder names of the training split, in label order.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from equissl.config import DataConfig
+from equissl.data.cache import cached_read
+from equissl.data.sources import corrupt, first_line, source_path
+from equissl.data.subset import stratified_split
+from equissl.data.types import DataSplits, ImageSet
+from equissl.errors import DataError
+
+EXTENSIONS = (".jpg", ".jpeg", ".png")
+SPLIT_NAMES = ("train", "test", "val")
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0
+CHUNK = 1000  # files per decoding task
+POOL_MIN_FILES = 4000  # fewer files are decoded in this process
+MAX_WORKERS = 8
+GRAY_MODES = ("1", "L", "LA")
+LAYOUT = (
+    "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>, "
+    "or <root>/<class>/<image>"
+)
+
+_zip: zipfile.ZipFile | None = None  # the open archive of this (worker) process
+
+
+def _is_image(name: str) -> bool:
+    hidden = any(p.startswith(".") or p == "__MACOSX" for p in name.split("/"))
+    return name.lower().endswith(EXTENSIONS) and not hidden
+
+
+def list_images(source: Path) -> list[str]:
+    """Sorted posix paths of the image files, relative to the folder or inside the zip."""
+    if source.is_dir():
+        names = [
+            (Path(root) / file).relative_to(source).as_posix()
+            for root, _, files in os.walk(source)
+            for file in files
+        ]
+    else:
+        try:
+            with zipfile.ZipFile(source) as archive:
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise corrupt(source, exc, "re-download or re-create the zip") from None
+    return sorted(n for n in names if _is_image(n))
+
+
+def _common_root(names: list[str]) -> int:
+    """How many leading folders all images share (stopping before a split folder)."""
+    parents = [n.split("/")[:-1] for n in names]
+    depth = 0
+    for level in zip(*parents, strict=False):
+        if len(set(level)) > 1 or level[0] in SPLIT_NAMES:
+            break
+        depth += 1
+    return depth
+
+
+class FileSplit(NamedTuple):
+    """Image files (zip member or relative names) of each split, their labels, the classes."""
+
+    train_files: list[str]
+    train_labels: list[int]
+    test_files: list[str]
+    test_labels: list[int]
+    classes: list[str]
+
+
+def split_files(names: list[str], source: Path) -> FileSplit:
+    """Train and test files with labels, from the folder layout (see the module docstring)."""
+    if not names:
+        raise DataError(f"no JPEG or PNG images in {source}; {LAYOUT}")
+    skip = _common_root(names)
+    rel = [n.split("/")[skip:] for n in names]
+    by_split: dict[str, list[int]] = {s: [] for s in SPLIT_NAMES}
+    for i, parts in enumerate(rel):
+        if len(parts) >= 3 and parts[0] in by_split:
+            by_split[parts[0]].append(i)
+    test_name = "test" if by_split["test"] else "val"
+    if by_split["train"] or by_split["test"] or by_split["val"]:
+        if not by_split["train"] or not by_split[test_name]:
+            missing = "train" if not by_split["train"] else "test (or val)"
+            raise DataError(f"no {missing} images in {source}; {LAYOUT}")
+        train, test = by_split["train"], by_split[test_name]
+        class_of = {i: rel[i][1] for i in train + test}
+    else:
+        train = [i for i, parts in enumerate(rel) if len(parts) >= 2]
+        if not train:
+            raise DataError(f"no class subfolders with images in {source}; {LAYOUT}")
+        class_of = {i: rel[i][0] for i in train}
+        test = []
+    classes = sorted({class_of[i] for i in train})
+    index = {c: k for k, c in enumerate(classes)}
+    unknown = sorted({class_of[i] for i in test} - index.keys())
+    if unknown:
+        raise DataError(
+            f"test class folder '{unknown[0]}' in {source} has no train folder; "
+            f"train classes: {', '.join(classes)}"
+        )
+    if not test:  # no split folders: hold out 20% of each class
+        labels = np.array([index[class_of[i]] for i in train])
+        train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
+        train, test = [train[k] for k in train_idx], [train[k] for k in test_idx]
+    return FileSplit(
+        [names[i] for i in train],
+        [index[class_of[i]] for i in train],
+        [names[i] for i in test],
+        [index[class_of[i]] for i in test],
+        classes,
+    )
+
+
+def _open(source: Path) -> None:
+    """Pool initializer: each process opens the zip once (handles cannot be shared)."""
+    global _zip
+    _zip = zipfile.ZipFile(source) if source.is_file() else None
+
+
+def _close() -> None:
+    global _zip
+    if _zip is not None:
+        _zip.close()
+    _zip = None
+
+
+def _decode_one(source: Path, name: str) -> np.ndarray:
+    try:
+        data = _zip.read(name) if _zip is not None else (source / name).read_bytes()
+    except Exception as exc:  # noqa: BLE001 - zip CRC, zlib and I/O errors
+        raise corrupt(f"{source}:{name}", exc, "re-download or re-create the dataset") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            mode = "L" if image.mode in GRAY_MODES else "RGB"
+            return np.asarray(image.convert(mode))
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise DataError(
+            f"cannot decode image {source}/{name} ({first_line(exc)}); replace or delete the file"
+        ) from None
+
+
+def _decode_chunk(task: tuple[Path, list[str]]) -> list[np.ndarray]:
+    source, names = task
+    return [_decode_one(source, name) for name in names]
+
+
+def decode_files(source: Path, names: list[str]) -> list[np.ndarray]:
+    """Decoded (H, W) grey or (H, W, 3) RGB arrays, in order; a process pool for many files."""
+    tasks = [(source, names[i : i + CHUNK]) for i in range(0, len(names), CHUNK)]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(MAX_WORKERS, cores or 1, len(tasks))
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    if len(names) >= POOL_MIN_FILES and workers > 1 and can_fork:
+        context = multiprocessing.get_context("fork")  # workers need only numpy and Pillow
+        with context.Pool(workers, initializer=_open, initargs=(source,)) as pool:
+            chunks = pool.map(_decode_chunk, tasks, chunksize=1)
+    else:
+        _open(source)
+        try:
+            chunks = [_decode_chunk(task) for task in tasks]
+        finally:
+            _close()
+    return [array for chunk in chunks for array in chunk]
+
+
+def stack_images(arrays: list[np.ndarray], names: list[str], source: Path, size: int) -> np.ndarray:
+    """(N, C, H, W) uint8; grey is promoted to RGB when mixed with colour, and images whose size
+    differs are resized to size x size when size > 0 (DataError otherwise)."""
+    shapes = {a.shape[:2] for a in arrays}
+    if len(shapes) > 1:
+        if size <= 0:
+            first = arrays[0].shape[:2]
+            odd = next(i for i, a in enumerate(arrays) if a.shape[:2] != first)
+            raise DataError(
+                f"images in {source} differ in size ({names[0]} is {first[1]}x{first[0]}, "
+                f"{names[odd]} is {arrays[odd].shape[1]}x{arrays[odd].shape[0]}); "
+                f"set data.size=N to resize them all to NxN"
+            )
+        arrays = [
+            a
+            if a.shape[:2] == (size, size)
+            else np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR))
+            for a in arrays
+        ]
+    if len({a.ndim for a in arrays}) > 1:
+        arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
+    stacked = np.stack(arrays)
+    if stacked.ndim == 3:
+        return np.ascontiguousarray(stacked[:, None])
+    return np.ascontiguousarray(stacked.transpose(0, 3, 1, 2))
+
+
+def _read(source: Path, size: int, split: FileSplit) -> DataSplits:
+    files = split.train_files + split.test_files
+    images = torch.from_numpy(stack_images(decode_files(source, files), files, source, size))
+    labels = torch.tensor(split.train_labels + split.test_labels, dtype=torch.int64)
+    n, classes = len(split.train_files), split.classes
+    return DataSplits(
+        ImageSet(images[:n], labels[:n], classes),
+        ImageSet(images[n:], labels[n:], classes),
+        None,
+        "imagefolder",
+    )
+
+
+def read_imagefolder(cfg: DataConfig) -> DataSplits:
+    """An ImageFolder dataset from cfg.path (folder or .zip), through the decode cache."""
+    source = source_path(cfg)
+    if source.is_file() and source.suffix.lower() != ".zip":
+        raise DataError(f"{source} is neither a folder nor a .zip; point data.path at either")
+    if source.is_file() and not zipfile.is_zipfile(source):
+        raise corrupt(source, ValueError("not a zip archive"), "re-download or re-create it")
+    if source.is_dir():  # the key needs every file's stat; a zip's own stat suffices
+        names = list_images(source)
+        files = [source / n for n in names]
+    else:
+        names, files = None, [source]
+
+    def read() -> DataSplits:
+        split = split_files(names if names is not None else list_images(source), source)
+        return _read(source, cfg.size, split)
+
+    return cached_read(cfg.cache_dir, "imagefolder", files, {"size": cfg.size}, read)

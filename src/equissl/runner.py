@@ -1,0 +1,218 @@
+"""Pretrain and evaluate runs: data, method, Lightning fit, frozen-feature evaluation, run folder.
+
+A run folder `runs/<name>/` holds config.yaml, metrics.csv, tb/ (TensorBoard), last.ckpt and
+results.json; each file is written whole (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from equissl.augment import channel_stats
+from equissl.config import load_config_file, to_yaml
+from equissl.data import DataSplits, load_data
+from equissl.errors import UserError
+from equissl.eval import extract_features, knn_accuracy, linear_probe
+from equissl.methods import Method
+from equissl.train import PretrainModule, build_trainer, truncate_metrics
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.out_dir) / cfg.name
+
+
+def pretraining_images(data: DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images SSL trains on: the training split, plus the unlabeled split when present."""
+    if data.unlabeled is None:
+        return data.train.images, data.train.labels
+    return (
+        torch.cat([data.train.images, data.unlabeled.images]),
+        torch.cat([data.train.labels, data.unlabeled.labels]),
+    )
+
+
+def build_method(
+    cfg: DictConfig, data: DataSplits, mean: torch.Tensor, std: torch.Tensor
+) -> Method:
+    return Method(
+        cfg,
+        in_channels=data.channels,
+        image_size=data.image_size,
+        num_classes=data.num_classes,
+        mean=mean,
+        std=std,
+    )
+
+
+def _set_threads(cfg: DictConfig) -> None:
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+
+
+def evaluate_method(
+    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+) -> dict[str, Any]:
+    """Linear probe (several seeds) and kNN on frozen backbone features, and rotation-head accuracy."""
+    method = method.to(device)
+    t0 = time.perf_counter()
+    kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
+    train_f = extract_features(method.backbone, data.train.images, **kw)
+    test_f = extract_features(method.backbone, data.test.images, **kw)
+    t_features = time.perf_counter() - t0
+    lin = cfg.eval.linear
+    probe = linear_probe(
+        train_f,
+        data.train.labels,
+        test_f,
+        data.test.labels,
+        num_classes=data.num_classes,
+        seeds=lin.seeds,
+        epochs=lin.epochs,
+        batch_size=lin.batch_size,
+        lr=lin.lr,
+        weight_decay=lin.weight_decay,
+    )
+    knn = knn_accuracy(
+        train_f,
+        data.train.labels,
+        test_f,
+        data.test.labels,
+        num_classes=data.num_classes,
+        k=cfg.eval.knn.k,
+        temperature=cfg.eval.knn.temperature,
+    )
+    out: dict[str, Any] = {
+        "linear_acc": probe["acc_mean"],
+        "linear_std": probe["acc_std"],
+        "linear_accs": probe["accs"],
+        "knn_acc": knn,
+    }
+    out.update(method.rotation_accuracy(data.test.images))
+    out["eval_seconds"] = time.perf_counter() - t0
+    out["feature_seconds"] = t_features
+    return out
+
+
+def method_label(cfg: DictConfig) -> str:
+    terms = "+".join(f"{t.transform}:{t.mode}" for t in cfg.method.equivariance)
+    return f"{cfg.method.invariance}{'+' + terms if terms else ''}"
+
+
+def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any]:
+    """Pretrain as configured, then evaluate; returns (and writes) the run's results."""
+    _set_threads(cfg)
+    run_dir = run_dir_of(cfg)
+    last = run_dir / "last.ckpt"
+    if cfg.resume == "never" and last.exists():
+        raise UserError(
+            f"{run_dir} already holds a run; pass another name=... or resume=auto to continue it"
+        )
+    data = load_data(cfg.data)
+    images, labels = pretraining_images(data)
+    L.seed_everything(cfg.seed, verbose=False)
+    mean, std = channel_stats(images)
+    method = build_method(cfg, data, mean, std)
+    module = PretrainModule(cfg, method, images, labels)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks))
+    ckpt_path = None
+    if cfg.resume == "auto" and last.exists():
+        ckpt_path = str(last)
+        step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+        if trainer.is_global_zero:
+            truncate_metrics(run_dir / "metrics.csv", step)
+    if trainer.is_global_zero:
+        write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    t0 = time.perf_counter()
+    trainer.fit(module, ckpt_path=ckpt_path)
+    train_seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return {}
+    steps = trainer.global_step
+    results: dict[str, Any] = {
+        "name": cfg.name,
+        "method": method_label(cfg),
+        "backbone": f"{cfg.backbone.name}-w{cfg.backbone.width}",
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "epochs": trainer.current_epoch,
+        "steps": steps,
+        "train_seconds": train_seconds,
+        "resumed": ckpt_path is not None,
+    }
+    logged = trainer.callback_metrics
+    for key in ("loss", "online_acc", "rotation_acc"):
+        if f"epoch/{key}" in logged:
+            value = float(logged[f"epoch/{key}"])
+            results[f"train_{key}"] = 100 * value if key.endswith("acc") else value
+    if cfg.eval.at_end:
+        results.update(evaluate_method(method, data, cfg, module.device))
+    write_json(run_dir / "results.json", results)
+    return results
+
+
+def load_checkpoint(
+    ckpt: str | Path, overrides_cfg: DictConfig | None = None
+) -> tuple[DictConfig, dict]:
+    """The config saved beside a checkpoint (or given) and the checkpoint's state dict."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    cfg = (
+        overrides_cfg
+        if overrides_cfg is not None
+        else load_config_file(path.parent / "config.yaml")
+    )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+        raise UserError(
+            f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}; is it truncated?"
+        ) from None
+    return cfg, state
+
+
+def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
+    """Evaluate the backbone of a checkpoint on cfg.data; writes eval.json beside it."""
+    _set_threads(cfg)
+    data = load_data(cfg.data)
+    _, state = load_checkpoint(ckpt, cfg)
+    method_state = {
+        k.removeprefix("method."): v for k, v in state.items() if k.startswith("method.")
+    }
+    ones = torch.ones(data.channels)
+    method = build_method(cfg, data, ones * 0, ones)
+    try:
+        method.load_state_dict(method_state)
+    except RuntimeError as exc:
+        raise UserError(
+            f"checkpoint {ckpt} does not match the configured model: {str(exc).splitlines()[0]}"
+        ) from None
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    )
+    results = {
+        "checkpoint": str(ckpt),
+        "data": cfg.data.name,
+        **evaluate_method(method, data, cfg, device),
+    }
+    write_json(Path(ckpt).parent / "eval.json", results)
+    return results

@@ -1,0 +1,250 @@
+"""The LightningModule of pretraining and the Trainer set-up.
+
+The uint8 training set stays on the device; a batch is a row of an epoch permutation drawn on
+the device, and every random draw of step s comes from a generator seeded by (seed, s, rank), so
+a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from omegaconf import DictConfig
+
+from equissl.errors import NonFiniteLossError
+from equissl.methods import Method
+from equissl.optim import build_optimizer, param_groups, warmup_cosine
+
+
+class PretrainModule(L.LightningModule):
+    def __init__(
+        self, cfg: DictConfig, method: Method, images: torch.Tensor, labels: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.method = method
+        self.images = images  # uint8 (N, C, H, W); not a buffer: never saved in checkpoints
+        self.labels = labels
+        self.nonfinite = torch.zeros((), dtype=torch.bool)
+        self._order: torch.Tensor | None = None
+
+    # -- batches ---------------------------------------------------------------------------
+    def local_batch_size(self) -> int:
+        return max(self.cfg.optim.batch_size // self.trainer.world_size, 1)
+
+    def steps_per_epoch(self, world_size: int | None = None) -> int:
+        world_size = world_size or self.trainer.world_size
+        local = max(self.cfg.optim.batch_size // world_size, 1)
+        return max(self.images.shape[0] // (local * world_size), 1)
+
+    def on_fit_start(self) -> None:
+        device = self.device
+        if self.images.device != device and self.cfg.data.device_resident != "never":
+            self.images = self.images.to(device)
+        self.labels = self.labels.to(device)
+        self.nonfinite = self.nonfinite.to(device)
+        self.method.channels_last = device.type == "cuda" and self.cfg.trainer.channels_last
+        if self.method.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+
+    def on_train_epoch_start(self) -> None:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        b, steps = self.local_batch_size(), self.steps_per_epoch()
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch)
+        perm = torch.randperm(self.images.shape[0], generator=g)[: steps * world * b]
+        self._order = perm.view(steps, world, b)[:, rank].to(self.images.device)
+
+    def step_generator(self) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        g.manual_seed((self.cfg.seed * 7_919 + self.global_step) * world + rank)
+        return g
+
+    # -- training --------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        index = self._order[batch_idx]
+        images = self.images[index].to(self.device, non_blocking=True)
+        labels = self.labels[index.to(self.labels.device)]
+        loss, metrics = self.method.loss(images, labels, self.step_generator())
+        self.nonfinite = self.nonfinite | ~torch.isfinite(loss.detach())
+        metrics["lr"] = torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_dict(
+            {f"train/{k}": v for k, v in metrics.items()},
+            on_step=True,
+            on_epoch=False,
+            prog_bar=False,
+            batch_size=images.shape[0],
+        )
+        for key in ("loss", "online_acc", "rotation_acc"):
+            if key in metrics:
+                self.log(
+                    f"epoch/{key}",
+                    metrics[key],
+                    on_step=False,
+                    on_epoch=True,
+                    prog_bar=True,
+                    sync_dist=True,
+                    batch_size=images.shape[0],
+                )
+        return loss
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        lr = o.lr * o.batch_size / 256
+        groups = param_groups(
+            self.method,
+            self.method.classifier,
+            lr=lr,
+            weight_decay=o.weight_decay,
+            classifier_lr=o.classifier_lr,
+        )
+        optimizer = build_optimizer(o.name, groups, momentum=o.momentum)
+        steps = self.steps_per_epoch()
+        factor = functools.partial(
+            warmup_cosine, warmup_steps=int(o.warmup_epochs * steps), total_steps=o.epochs * steps
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def train_dataloader(self):
+        # Batches are rows of the device-resident permutation; the loader only counts steps.
+        return torch.utils.data.DataLoader(range(self.steps_per_epoch()), batch_size=None)
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+class NonFiniteGuard(Callback):
+    """Stops on a NaN/inf loss before the next checkpoint, so last.ckpt stays the last good one."""
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every = max(every_n_steps, 1)
+
+    def _check(self, trainer: L.Trainer, module: PretrainModule) -> None:
+        if bool(module.nonfinite):
+            raise NonFiniteLossError(
+                f"the loss became NaN or infinite by step {trainer.global_step}; "
+                "lower optim.lr or use trainer.precision=32; last.ckpt keeps the last good epoch"
+            )
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self._check(trainer, module)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self._check(trainer, module)
+
+
+class LastCheckpoint(Callback):
+    """Writes `last.ckpt` at every epoch end atomically: a temporary file, then a rename."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "last.ckpt"
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        tmp = self.path.with_name(".last.ckpt.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier()
+
+
+# -- logging -----------------------------------------------------------------------------------
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but a resumed run appends to metrics.csv instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class RunCSVLogger(CSVLogger):
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from (they are about to be redone)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    keep = [
+        r for r in rows if r.get("step") not in (None, "") and int(float(r["step"])) < last_step
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(keep)
+    os.replace(tmp, path)
+
+
+def resolve_precision(cfg: DictConfig) -> str:
+    if cfg.trainer.precision != "auto":
+        return "32-true" if str(cfg.trainer.precision) == "32" else cfg.trainer.precision
+    return (
+        "bf16-mixed"
+        if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
+        else "32-true"
+    )
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] = ()) -> L.Trainer:
+    """A Trainer for a pretraining run writing into run_dir (metrics.csv, tb/, last.ckpt)."""
+    t = cfg.trainer
+    loggers = [
+        RunCSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=""),
+        TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False),
+    ]
+    extra = (
+        [TQDMProgressBar(refresh_rate=max(t.log_every_n_steps // 2, 1))] if t.progress_bar else []
+    )
+    strategy = t.strategy
+    if strategy == "ddp" and not torch.cuda.is_available():
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo")
+    return L.Trainer(
+        accelerator="cpu"
+        if t.accelerator == "cpu"
+        else ("gpu" if t.accelerator in ("gpu", "cuda") else t.accelerator),
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy,
+        precision=resolve_precision(cfg),
+        max_epochs=cfg.optim.epochs,
+        logger=loggers,
+        callbacks=[
+            NonFiniteGuard(t.log_every_n_steps),
+            LastCheckpoint(run_dir),
+            *callbacks,
+            *extra,
+        ],
+        enable_checkpointing=False,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every_n_steps,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        sync_batchnorm=t.sync_batchnorm,
+        deterministic=False,
+        default_root_dir=str(run_dir),
+    )

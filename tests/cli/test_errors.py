@@ -1,0 +1,64 @@
+"""Bad CLI input: one line on stderr naming the problem, exit status 2, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from equissl.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (
+            ["pretrain", "data.nme=digits"],
+            "unknown config key 'data.nme' (did you mean data.name?)",
+        ),
+        (
+            ["pretrain", "data.name=mnist"],
+            "choose one of digits, cifar10, cifar100, stl10, imagefolder",
+        ),
+        (["pretrain", "optim.lr=fast"], "bad value for 'optim.lr'"),
+        (["pretrain", "optim.lr=-1"], "'optim.lr': -1.0; it must be positive"),
+        (["pretrain", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+        (["pretrain", "backbone.name=vgg"], "choose one of resnet18, resnet34, resnet50"),
+        (["pretrain", "method.equivariance.0.transform=rot"], "does not exist"),
+        (["pretrain", "esimclr", "method.equivariance.0.mode=guess"], "choose one of predict"),
+        (["pretrain", "method.invariance=none"], "needs at least one method.equivariance term"),
+        (["pretrain", "data.name=cifar10"], "data.path"),
+        (["pretrain", "data.name=cifar10", "data.path=/no/such/dir"], "/no/such/dir"),
+        (["eval"], "eval needs ckpt=PATH"),
+        (["eval", "ckpt=/no/such.ckpt"], "checkpoint not found: /no/such.ckpt"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert expected in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_subprocess_exit_status_and_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "equissl", "pretrain", "augment.invariance=blur"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "equissl: error: bad value for 'augment.invariance': 'blur'; choose one of simclr, cropflip, none"
+    ]
+
+
+def test_presets_and_help(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "esimclr" in out and "simclr" in out
+    assert main(["--help"]) == 0
+    assert "pretrain" in capsys.readouterr().out

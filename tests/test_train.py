@@ -1,0 +1,104 @@
+"""End-to-end pretraining on the embedded digits: runs, resume, non-finite loss."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from equissl.config import build_config
+from equissl.errors import NonFiniteLossError
+from equissl.runner import pretrain
+
+TINY = [
+    "data.limit=160",
+    "data.test_limit=60",
+    "data.size=12",
+    "backbone.width=4",
+    "optim.batch_size=32",
+    "optim.epochs=2",
+    "optim.warmup_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.progress_bar=false",
+    "trainer.log_every_n_steps=1",
+    "eval.linear.epochs=5",
+    "eval.linear.seeds=2",
+    "eval.knn.k=5",
+]
+
+
+def _cfg(tmp_path, preset, *extra):
+    return build_config([preset], [*TINY, f"out_dir={tmp_path}", *extra])
+
+
+def _losses(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    return {int(r["step"]): float(r["train/loss"]) for r in rows}
+
+
+@pytest.mark.parametrize("preset", ["simclr", "esimclr"])
+def test_pretrain_writes_a_complete_run_folder(tmp_path, preset):
+    cfg = _cfg(tmp_path, preset, f"name={preset}")
+    results = pretrain(cfg)
+    run = tmp_path / preset
+    for name in ("config.yaml", "metrics.csv", "last.ckpt", "results.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["linear_acc"] == results["linear_acc"]
+    assert 0 <= saved["linear_acc"] <= 100 and 0 <= saved["knn_acc"] <= 100
+    assert saved["steps"] == 2 * (160 // 32)
+    assert ("rotation_acc" in saved) == (preset == "esimclr")
+    assert all(math.isfinite(v) for v in _losses(run).values())
+    assert not list(run.glob(".*.tmp"))
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+class _Interrupt(Callback):
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            raise _Crash("simulated crash")
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    whole = pretrain(_cfg(tmp_path, "esimclr", "name=whole"))
+    cut = _cfg(tmp_path, "esimclr", "name=cut")
+    with pytest.raises(_Crash):
+        pretrain(cut, callbacks=[_Interrupt(at_step=7)])  # mid-way through the second epoch
+    assert torch.load(tmp_path / "cut" / "last.ckpt", weights_only=False)["global_step"] == 5
+    resumed = pretrain(cut)
+    assert resumed["resumed"] is True
+    a, b = _losses(tmp_path / "whole"), _losses(tmp_path / "cut")
+    assert sorted(a) == sorted(b) == list(range(10))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+    assert resumed["linear_acc"] == pytest.approx(whole["linear_acc"], abs=1e-6)
+    assert resumed["knn_acc"] == pytest.approx(whole["knn_acc"], abs=1e-6)
+
+
+class _Poison(Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                next(module.method.backbone.parameters()).fill_(float("nan"))
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = _cfg(tmp_path, "simclr", "name=nan")
+    with pytest.raises(NonFiniteLossError, match="NaN or infinite"):
+        pretrain(cfg, callbacks=[_Poison()])
+    ckpt = torch.load(tmp_path / "nan" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 5
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+    assert not (tmp_path / "nan" / "results.json").exists()

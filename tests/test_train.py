@@ -8,6 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from equissl.cli import main
 from equissl.config import build_config
 from equissl.errors import NonFiniteLossError
 from equissl.runner import pretrain
@@ -54,6 +55,12 @@ def test_pretrain_writes_a_complete_run_folder(tmp_path, preset):
     assert ("rotation_acc" in saved) == (preset == "esimclr")
     assert all(math.isfinite(v) for v in _losses(run).values())
     assert not list(run.glob(".*.tmp"))
+    if preset == "simclr":  # `equissl eval` reproduces the end-of-run evaluation exactly
+        assert main(["eval", f"ckpt={run / 'last.ckpt'}"]) == 0
+        again = json.loads((run / "eval.json").read_text())
+        assert again["linear_acc"] == pytest.approx(saved["linear_acc"], abs=1e-9)
+        assert again["knn_acc"] == pytest.approx(saved["knn_acc"], abs=1e-9)
+        assert main(["eval", f"ckpt={run / 'last.ckpt'}", "backbone.width=8"]) == 2
 
 
 class _Crash(RuntimeError):

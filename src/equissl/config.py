@@ -199,7 +199,9 @@ def _load_yaml(path: Path) -> DictConfig:
     return loaded
 
 
-def _key_error(exc: OmegaConfBaseException, schema: DictConfig, key: str | None = None) -> ConfigError:
+def _key_error(
+    exc: OmegaConfBaseException, schema: DictConfig, key: str | None = None
+) -> ConfigError:
     key = key or getattr(exc, "full_key", None) or "?"
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     node = OmegaConf.select(schema, parent) if parent else schema

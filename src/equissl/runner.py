@@ -195,17 +195,27 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
     _set_threads(cfg)
     data = load_data(cfg.data)
     _, state = load_checkpoint(ckpt, cfg)
+    # The online classifier is not evaluated; skipping it lets a backbone be probed on other data.
     method_state = {
-        k.removeprefix("method."): v for k, v in state.items() if k.startswith("method.")
+        k.removeprefix("method."): v
+        for k, v in state.items()
+        if k.startswith("method.") and not k.startswith("method.classifier.")
     }
     ones = torch.ones(data.channels)
     method = build_method(cfg, data, ones * 0, ones)
     try:
-        method.load_state_dict(method_state)
+        missing, unexpected = method.load_state_dict(method_state, strict=False)
     except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
         raise UserError(
-            f"checkpoint {ckpt} does not match the configured model: {str(exc).splitlines()[0]}"
+            f"checkpoint {ckpt} does not match the configured model: {detail}"
         ) from None
+    missing = [k for k in missing if not k.startswith("classifier.")]
+    if missing or unexpected:
+        raise UserError(
+            f"checkpoint {ckpt} does not match the configured model: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     device = torch.device(
         "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
     )

@@ -77,8 +77,13 @@ def run_sweep(sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs") ->
         if (root / cfg.name / "results.json").exists():
             print(f"[sweep] {cfg.name}: finished earlier, skipped")
             continue
-        print(f"[sweep] {cfg.name}: pretraining")
-        pretrain(cfg)
+        print(f"[sweep] {cfg.name}: pretraining ({cfg.optim.epochs} epochs)", flush=True)
+        r = pretrain(cfg)
+        shown = ("linear_acc", "knn_acc", "rotation_acc", "train_seconds")
+        print(
+            f"[sweep] {cfg.name}: " + "  ".join(f"{k}={r[k]:.2f}" for k in shown if k in r),
+            flush=True,
+        )
     dirs = [root / cfg.name for cfg in configs]
     rows = collect_results(dirs)
     write_table(rows, sweep.columns, root / "results", title=sweep.name, group_by=sweep.group_by)

@@ -18,8 +18,9 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from equissl.data import place_on_device
 from equissl.errors import NonFiniteLossError
 from equissl.methods import Method
 from equissl.optim import build_optimizer, param_groups, warmup_cosine
@@ -48,8 +49,7 @@ class PretrainModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         device = self.device
-        if self.images.device != device and self.cfg.data.device_resident != "never":
-            self.images = self.images.to(device)
+        self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
         self.labels = self.labels.to(device)
         self.nonfinite = self.nonfinite.to(device)
         self.method.channels_last = device.type == "cuda" and self.cfg.trainer.channels_last
@@ -96,6 +96,9 @@ class PretrainModule(L.LightningModule):
                     batch_size=images.shape[0],
                 )
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["equissl_config"] = OmegaConf.to_container(self.cfg, resolve=True)
 
     def configure_optimizers(self):
         o = self.cfg.optim
@@ -153,7 +156,7 @@ class LastCheckpoint(Callback):
 
     def on_train_epoch_end(self, trainer, module) -> None:
         tmp = self.path.with_name(".last.ckpt.tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         trainer.strategy.barrier()

@@ -1,0 +1,219 @@
+"""Named augmentation pipelines that turn a uint8 batch into float views on its own device.
+
+Every random choice is drawn as a batch tensor from the caller's ``torch.Generator``, in a fixed
+order that does not depend on the data, so the same generator state gives the same views.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from equissl.augment.color import (
+    HUE,
+    IDENTITY_FACTORS,
+    SATURATION,
+    color_jitter_,
+    grayscale,
+    sample_jitter_factors,
+)
+from equissl.augment.crop import apply_matrices, crop_matrices, full_boxes, sample_crop_boxes
+from equissl.augment.stats import UINT8_SCALE, to_float
+from equissl.errors import ConfigError
+
+PIPELINES = ("simclr", "cropflip", "none")
+
+
+# On CPU a batch is rendered in blocks of about this many float32 values per view tensor, so
+# the crop output and the colour temporaries stay in L2 cache (2-3x faster than whole-batch ops).
+CPU_BLOCK_ELEMENTS = 1 << 18
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Every random choice for one batch (drawn up front, so rendering is deterministic)."""
+
+    boxes: Tensor  # (N, 4) top, left, h, w
+    flipped: Tensor  # (N,) bool
+    jittered: Tensor  # (N,) bool
+    factors: Tensor  # (N, 4) brightness, contrast, saturation, hue; identity where not jittered
+    ops: tuple[int, ...]  # jitter ops to run, in the order drawn for this batch
+    gray: Tensor  # (N,) bool
+
+    def params(self) -> dict[str, Tensor]:
+        return {
+            "boxes": self.boxes,
+            "flipped": self.flipped,
+            "jitter": self.factors,
+            "gray": self.gray,
+        }
+
+
+@dataclass(frozen=True)
+class Augment:
+    """A named pipeline; call it as ``augment(images, generator, return_params=False)``.
+
+    ``images``: uint8 ``(N, C, H, W)`` with C in {1, 3}; ``generator`` lives on their device.
+    Returns float32 ``(N, C, size, size)`` views in [0, 1], plus, with ``return_params``, a dict
+    of per-image tensors: ``boxes`` (N, 4) as (top, left, h, w) pixels, ``flipped`` (N,) bool,
+    ``jitter`` (N, 4) brightness/contrast/saturation factors and hue shift ((1, 1, 1, 0) where
+    not applied), ``gray`` (N,) bool.
+    """
+
+    name: str
+    size: int
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def __call__(
+        self, images: Tensor, generator: torch.Generator, return_params: bool = False
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"expected uint8 (N, C, H, W) images with 1 or 3 channels, "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
+        if self.name == "none":
+            views = _resize(to_float(images), self.size)
+            return (views, _no_draw(images).params()) if return_params else views
+        draw = self.draw(images, generator)
+        height, width = images.shape[-2:]
+        wy, wx = crop_matrices(draw.boxes, height, width, self.size, draw.flipped, UINT8_SCALE)
+        views = torch.empty(*images.shape[:2], self.size, self.size, device=images.device)
+        jitter = functools.partial(color_jitter_, order=draw.ops)
+        for rows in _blocks(images, self.size):
+            block = apply_matrices(images[rows], wy[rows], wx[rows], out=views[rows]).clamp_(0, 1)
+            if draw.ops:
+                _on_subset_(block, draw.jittered[rows], jitter, draw.factors[rows])
+            _on_subset_(block, draw.gray[rows], _grayscale_)
+        return (views, draw.params()) if return_params else views
+
+    def draw(self, images: Tensor, generator: torch.Generator) -> Draw:
+        """Draw this batch's random parameters, in a fixed order independent of the pixels."""
+        n, channels, height, width = images.shape
+        device = images.device
+        boxes = sample_crop_boxes(n, height, width, self.scale, self.ratio, generator, device)
+        flipped = torch.rand(n, generator=generator, device=device) < self.flip_p
+        no_draw = _no_draw(images)
+        if self.name != "simclr":
+            return replace(no_draw, boxes=boxes, flipped=flipped)
+        jittered = torch.rand(n, generator=generator, device=device) < self.jitter_p
+        factors = sample_jitter_factors(n, self.jitter, generator, device)
+        order = torch.randperm(4, generator=generator, device=device).tolist()
+        gray = torch.rand(n, generator=generator, device=device) < self.gray_p
+        if channels == 1:  # brightness and contrast only; grayscale is a no-op
+            jittered_ops = [op for op in order if op < SATURATION]
+            gray = no_draw.gray
+        else:
+            jittered_ops = order
+        ops = tuple(op for op in jittered_ops if self.jitter[op] > 0)
+        used = torch.zeros(4, dtype=torch.bool, device=device)
+        used[list(ops)] = True
+        factors = torch.where(jittered[:, None] & used, factors, no_draw.factors)
+        return Draw(boxes, flipped, jittered, factors, ops, gray)
+
+
+def _no_draw(images: Tensor) -> Draw:
+    """The parameters of an untouched view: whole image, no flip, identity jitter, colour."""
+    n, _, height, width = images.shape
+    device = images.device
+    no = torch.zeros(n, dtype=torch.bool, device=device)
+    factors = torch.tensor(IDENTITY_FACTORS, device=device).expand(n, 4).clone()
+    return Draw(full_boxes(n, height, width, device), no, no, factors, (), no)
+
+
+def _blocks(images: Tensor, size: int) -> list[slice]:
+    """Row ranges to render at a time: L2-sized blocks on CPU, the whole batch elsewhere."""
+    n, channels, height, width = images.shape
+    if images.device.type != "cpu":
+        return [slice(0, n)]
+    step = max(1, CPU_BLOCK_ELEMENTS // (channels * size * size))
+    return [slice(start, start + step) for start in range(0, n, step)]
+
+
+def _on_subset_(
+    views: Tensor,
+    mask: Tensor,
+    fn: Callable[[Tensor, Tensor | None], Tensor],
+    per_image: Tensor | None = None,
+) -> None:
+    """In place: ``views[mask] = fn(views[mask], per_image[mask])`` for an in-place ``fn``.
+
+    Blocks where every image (or none) is selected are handled without any copy.
+    """
+    idx = mask.nonzero().squeeze(1)
+    if idx.numel() == mask.numel():
+        fn(views, per_image)
+    elif idx.numel() > 0:
+        subset = None if per_image is None else per_image.index_select(0, idx)
+        views.index_copy_(0, idx, fn(views.index_select(0, idx), subset))
+
+
+def _grayscale_(x: Tensor, _: Tensor | None = None) -> Tensor:
+    return x.copy_(grayscale(x))
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """Bilinear antialiased resize to ``size`` x ``size`` when the size differs."""
+    if x.shape[-2:] == (size, size):
+        return x
+    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.clamp_(0, 1)
+
+
+def _check(aug: Augment) -> None:
+    """Reject unknown pipelines and out-of-range settings with a ``ConfigError``."""
+    if aug.name not in PIPELINES:
+        raise ConfigError(f"unknown augmentation {aug.name!r}; choose one of {PIPELINES}")
+    if aug.size < 1:
+        raise ConfigError(f"augmentation size must be positive, got {aug.size}")
+    if not 0 < aug.scale[0] <= aug.scale[1] <= 1:
+        raise ConfigError(f"crop scale must satisfy 0 < lo <= hi <= 1, got {aug.scale}")
+    if not 0 < aug.ratio[0] <= aug.ratio[1]:
+        raise ConfigError(f"crop ratio must satisfy 0 < lo <= hi, got {aug.ratio}")
+    for key in ("flip_p", "jitter_p", "gray_p"):
+        if not 0 <= getattr(aug, key) <= 1:
+            raise ConfigError(f"{key} must be in [0, 1], got {getattr(aug, key)}")
+    if len(aug.jitter) != 4 or min(aug.jitter) < 0 or aug.jitter[HUE] > 0.5:
+        raise ConfigError(f"jitter needs 4 strengths >= 0 with hue <= 0.5, got {aug.jitter}")
+
+
+def build_augment(
+    name: str,
+    size: int,
+    *,
+    scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip_p: float = 0.5,
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+) -> Augment:
+    """The pipeline ``name`` ("simclr", "cropflip" or "none") producing ``size`` x ``size`` views.
+
+    "simclr": random resized crop, flip, colour jitter (prob. ``jitter_p``), grayscale
+    (prob. ``gray_p``); "cropflip": crop and flip only; "none": float conversion (and an
+    antialiased resize when ``size`` differs from the images').
+    """
+    return Augment(
+        name,
+        size,
+        scale=tuple(scale),
+        ratio=tuple(ratio),
+        flip_p=flip_p,
+        jitter=tuple(jitter),
+        jitter_p=jitter_p,
+        gray_p=gray_p,
+    )

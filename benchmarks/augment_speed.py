@@ -1,4 +1,4 @@
-"""Time the augmentation pipelines: ``python -m equissl.augment.benchmark [--backbone]``.
+"""Time the augmentation pipelines: ``.venv/bin/python benchmarks/augment_speed.py [--backbone]``.
 
 Prints the best and median wall time per call for random uint8 batches on CPU (or ``--device``),
 for each thread count; ``--backbone`` adds a ResNet-18 forward+backward on the same views, the

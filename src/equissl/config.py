@@ -157,7 +157,6 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 POSITIVE = (
     "optim.lr",
     "optim.batch_size",
-    "optim.epochs",
     "method.temperature",
     "backbone.width",
     "trainer.devices",
@@ -284,6 +283,10 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive")
+    if cfg.optim.epochs < 0:
+        raise ConfigError(
+            f"bad value for 'optim.epochs': {cfg.optim.epochs}; use 0 (random init) or more"
+        )
     limits = ("data.limit", "data.test_limit")
     for key in limits:
         value = OmegaConf.select(cfg, key)

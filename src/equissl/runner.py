@@ -112,6 +112,8 @@ def evaluate_method(
 
 
 def method_label(cfg: DictConfig) -> str:
+    if cfg.optim.epochs == 0:
+        return "random-init"
     terms = "+".join(f"{t.transform}:{t.mode}" for t in cfg.method.equivariance)
     return f"{cfg.method.invariance}{'+' + terms if terms else ''}"
 

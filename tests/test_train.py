@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 
 from equissl.cli import main
 from equissl.config import build_config
-from equissl.errors import NonFiniteLossError
+from equissl.errors import NonFiniteLossError, UserError
 from equissl.runner import pretrain
 
 TINY = [
@@ -90,6 +90,8 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
         assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
     assert resumed["linear_acc"] == pytest.approx(whole["linear_acc"], abs=1e-6)
     assert resumed["knn_acc"] == pytest.approx(whole["knn_acc"], abs=1e-6)
+    with pytest.raises(UserError, match="was written with backbone.width=4, not 8"):
+        pretrain(_cfg(tmp_path, "esimclr", "name=cut", "backbone.width=8"))
 
 
 class _Poison(Callback):

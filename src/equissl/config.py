@@ -163,6 +163,9 @@ POSITIVE = (
     "trainer.num_nodes",
     "eval.batch_size",
     "eval.linear.seeds",
+    "eval.linear.epochs",
+    "eval.linear.batch_size",
+    "eval.linear.lr",
     "eval.knn.k",
     "eval.knn.temperature",
 )
@@ -283,6 +286,10 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive")
+    if cfg.optim.warmup_epochs < 0:
+        raise ConfigError(
+            f"bad value for 'optim.warmup_epochs': {cfg.optim.warmup_epochs}; use 0 or more"
+        )
     if cfg.optim.epochs < 0:
         raise ConfigError(
             f"bad value for 'optim.epochs': {cfg.optim.epochs}; use 0 (random init) or more"

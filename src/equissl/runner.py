@@ -1,38 +1,65 @@
 """Pretrain and evaluate runs: data, method, Lightning fit, frozen-feature evaluation, run folder.
 
 A run folder `runs/<name>/` holds config.yaml, metrics.csv, tb/ (TensorBoard), last.ckpt and
-results.json; each file is written whole (temporary file, then rename).
+results.json. config.yaml, last.ckpt and results.json are written whole (temporary file, then
+rename); metrics.csv is appended to by Lightning's CSV logger.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from equissl.augment import channel_stats
-from equissl.config import load_config_file, to_yaml
+from equissl.config import to_yaml
 from equissl.data import DataSplits, load_data
 from equissl.errors import UserError
 from equissl.eval import extract_features, knn_accuracy, linear_probe
 from equissl.methods import Method
-from equissl.train import PretrainModule, build_trainer, truncate_metrics
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from equissl.reports.atomic import write_text_atomic
+from equissl.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+# Settings a resumed run must share with the run that wrote the checkpoint.
+RESUME_KEYS = ("seed", "data", "augment", "method", "backbone", "optim")
+RESUME_FREE = ("data.cache_dir", "data.path", "data.device_resident", "optim.epochs")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def read_resume_step(last: Path, cfg: DictConfig) -> int:
+    """The global step of last.ckpt, after checking it was written by the same configuration."""
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        step = int(ckpt["global_step"])
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+        raise UserError(
+            f"cannot resume from {last}: {' '.join(str(exc).split())[:200]}; "
+            "delete it or pass resume=never with another name=..."
+        ) from None
+    saved = _flat({k: ckpt.get("equissl_config", {}).get(k) for k in RESUME_KEYS})
+    now = _flat({k: OmegaConf.to_container(cfg, resolve=True)[k] for k in RESUME_KEYS})
+    for key in sorted(set(saved) | set(now)):
+        if not key.startswith(RESUME_FREE) and saved.get(key) != now.get(key):
+            raise UserError(
+                f"{last} was written with {key}={saved.get(key)!r}, not {now.get(key)!r}; "
+                "pass another name=... for a new run"
+            )
+    return step
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -89,6 +116,7 @@ def evaluate_method(
         batch_size=lin.batch_size,
         lr=lin.lr,
         weight_decay=lin.weight_decay,
+        device=device,
     )
     knn = knn_accuracy(
         train_f,
@@ -127,22 +155,25 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
         raise UserError(
             f"{run_dir} already holds a run; pass another name=... or resume=auto to continue it"
         )
+    step = read_resume_step(last, cfg) if cfg.resume == "auto" and last.exists() else None
     data = load_data(cfg.data)
     images, labels = pretraining_images(data)
+    if images.shape[0] < cfg.optim.batch_size:
+        raise UserError(
+            f"optim.batch_size={cfg.optim.batch_size} is larger than the {images.shape[0]} "
+            "training images; lower optim.batch_size or raise data.limit"
+        )
     L.seed_everything(cfg.seed, verbose=False)
     mean, std = channel_stats(images)
     method = build_method(cfg, data, mean, std)
     module = PretrainModule(cfg, method, images, labels)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks))
-    ckpt_path = None
-    if cfg.resume == "auto" and last.exists():
-        ckpt_path = str(last)
-        step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
-        if trainer.is_global_zero:
-            truncate_metrics(run_dir / "metrics.csv", step)
+    ckpt_path = None if step is None else str(last)
     if trainer.is_global_zero:
-        write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+        if step is not None:
+            truncate_metrics(run_dir / "metrics.csv", step)
+        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     t0 = time.perf_counter()
     trainer.fit(module, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - t0
@@ -171,32 +202,24 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
     return results
 
 
-def load_checkpoint(
-    ckpt: str | Path, overrides_cfg: DictConfig | None = None
-) -> tuple[DictConfig, dict]:
-    """The config saved beside a checkpoint (or given) and the checkpoint's state dict."""
+def load_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint, with one clear error for a missing or bad file."""
     path = Path(ckpt)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    cfg = (
-        overrides_cfg
-        if overrides_cfg is not None
-        else load_config_file(path.parent / "config.yaml")
-    )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
         raise UserError(
-            f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}; is it truncated?"
+            f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:200]}; is it truncated?"
         ) from None
-    return cfg, state
 
 
 def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
     """Evaluate the backbone of a checkpoint on cfg.data; writes eval.json beside it."""
     _set_threads(cfg)
     data = load_data(cfg.data)
-    _, state = load_checkpoint(ckpt, cfg)
+    state = load_state_dict(ckpt)
     # The online classifier is not evaluated; skipping it lets a backbone be probed on other data.
     method_state = {
         k.removeprefix("method."): v
@@ -218,9 +241,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
             f"checkpoint {ckpt} does not match the configured model: "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    device = torch.device(
-        "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
-    )
+    device = torch.device("cuda" if uses_cuda(cfg) else "cpu")
     results = {
         "checkpoint": str(ckpt),
         "data": cfg.data.name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
 from equissl.config import _load_yaml, build_config, find_preset
@@ -57,10 +58,12 @@ def load_sweep(name: str) -> Sweep:
     """A sweep by preset name or path, validated against the Sweep schema."""
     raw = _load_yaml(find_preset(name))
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Sweep), raw)
+        sweep = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Sweep), raw))
     except Exception as exc:  # noqa: BLE001 - OmegaConf raises several kinds
-        raise ConfigError(f"bad sweep file {name}: {str(exc).splitlines()[0]}") from None
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        raise ConfigError(f"bad sweep file {name}: {' '.join(str(exc).split())[:200]}") from None
+    if not sweep.runs:
+        raise ConfigError(f"sweep file {name} lists no runs")
+    return sweep  # type: ignore[return-value]
 
 
 def run_sweep(sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs") -> tuple[str, Path]:
@@ -84,6 +87,8 @@ def run_sweep(sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs") ->
             f"[sweep] {cfg.name}: " + "  ".join(f"{k}={r[k]:.2f}" for k in shown if k in r),
             flush=True,
         )
+    if rank_zero_only.rank != 0:  # under DDP, only the first process reports
+        return "", root
     dirs = [root / cfg.name for cfg in configs]
     rows = collect_results(dirs)
     write_table(rows, sweep.columns, root / "results", title=sweep.name, group_by=sweep.group_by)

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
+import io
 import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.data import place_on_device
-from equissl.errors import NonFiniteLossError
+from equissl.errors import ConfigError, NonFiniteLossError
 from equissl.methods import Method
 from equissl.optim import build_optimizer, param_groups, warmup_cosine
+from equissl.reports.atomic import write_text_atomic
 
 
 class PretrainModule(L.LightningModule):
@@ -40,14 +44,18 @@ class PretrainModule(L.LightningModule):
 
     # -- batches ---------------------------------------------------------------------------
     def local_batch_size(self) -> int:
-        return max(self.cfg.optim.batch_size // self.trainer.world_size, 1)
+        return self.cfg.optim.batch_size // self.trainer.world_size
 
-    def steps_per_epoch(self, world_size: int | None = None) -> int:
-        world_size = world_size or self.trainer.world_size
-        local = max(self.cfg.optim.batch_size // world_size, 1)
-        return max(self.images.shape[0] // (local * world_size), 1)
+    def steps_per_epoch(self) -> int:
+        return self.images.shape[0] // self.cfg.optim.batch_size
 
     def on_fit_start(self) -> None:
+        world = self.trainer.world_size
+        if self.cfg.optim.batch_size % world:
+            raise ConfigError(
+                f"optim.batch_size={self.cfg.optim.batch_size} does not split evenly over "
+                f"{world} processes; use a multiple of {world}"
+            )
         device = self.device
         self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
         self.labels = self.labels.to(device)
@@ -64,10 +72,9 @@ class PretrainModule(L.LightningModule):
         self._order = perm.view(steps, world, b)[:, rank].to(self.images.device)
 
     def step_generator(self) -> torch.Generator:
-        g = torch.Generator(device=self.device)
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-        g.manual_seed((self.cfg.seed * 7_919 + self.global_step) * world + rank)
-        return g
+        key = f"{self.cfg.seed}:{self.global_step}:{self.trainer.global_rank}".encode()
+        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -134,7 +141,8 @@ class NonFiniteGuard(Callback):
         self.every = max(every_n_steps, 1)
 
     def _check(self, trainer: L.Trainer, module: PretrainModule) -> None:
-        if bool(module.nonfinite):
+        # Every process decides together, so none is left waiting in a collective.
+        if trainer.strategy.reduce_boolean_decision(bool(module.nonfinite), all=False):
             raise NonFiniteLossError(
                 f"the loss became NaN or infinite by step {trainer.global_step}; "
                 "lower optim.lr or use trainer.precision=32; last.ckpt keeps the last good epoch"
@@ -192,22 +200,22 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     keep = [
         r for r in rows if r.get("step") not in (None, "") and int(float(r["step"])) < last_step
     ]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(keep)
-    os.replace(tmp, path)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(keep)
+    write_text_atomic(path, out.getvalue())
+
+
+def uses_cuda(cfg: DictConfig) -> bool:
+    """Whether a run on this machine trains on a CUDA device."""
+    return torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
 
 
 def resolve_precision(cfg: DictConfig) -> str:
     if cfg.trainer.precision != "auto":
         return "32-true" if str(cfg.trainer.precision) == "32" else cfg.trainer.precision
-    return (
-        "bf16-mixed"
-        if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
-        else "32-true"
-    )
+    return "bf16-mixed" if uses_cuda(cfg) else "32-true"
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] = ()) -> L.Trainer:
@@ -225,29 +233,32 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] =
         from lightning.pytorch.strategies import DDPStrategy
 
         strategy = DDPStrategy(process_group_backend="gloo")
-    return L.Trainer(
-        accelerator="cpu"
-        if t.accelerator == "cpu"
-        else ("gpu" if t.accelerator in ("gpu", "cuda") else t.accelerator),
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=strategy,
-        precision=resolve_precision(cfg),
-        max_epochs=cfg.optim.epochs,
-        logger=loggers,
-        callbacks=[
-            NonFiniteGuard(t.log_every_n_steps),
-            LastCheckpoint(run_dir),
-            *callbacks,
-            *extra,
-        ],
-        enable_checkpointing=False,
-        enable_progress_bar=t.progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=t.log_every_n_steps,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        sync_batchnorm=t.sync_batchnorm,
-        deterministic=False,
-        default_root_dir=str(run_dir),
-    )
+    try:
+        return L.Trainer(
+            accelerator="cpu"
+            if t.accelerator == "cpu"
+            else ("gpu" if t.accelerator in ("gpu", "cuda") else t.accelerator),
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=strategy,
+            precision=resolve_precision(cfg),
+            max_epochs=cfg.optim.epochs,
+            logger=loggers,
+            callbacks=[
+                NonFiniteGuard(t.log_every_n_steps),
+                LastCheckpoint(run_dir),
+                *callbacks,
+                *extra,
+            ],
+            enable_checkpointing=False,
+            enable_progress_bar=t.progress_bar,
+            enable_model_summary=False,
+            log_every_n_steps=t.log_every_n_steps,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+            sync_batchnorm=t.sync_batchnorm,
+            deterministic=False,
+            default_root_dir=str(run_dir),
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"cannot set up training: {' '.join(str(exc).split())[:300]}") from None

@@ -28,6 +28,11 @@ from equissl.cli import main
         (["pretrain", "method.invariance=none"], "needs at least one method.equivariance term"),
         (["pretrain", "data.name=cifar10"], "data.path"),
         (["pretrain", "data.name=cifar10", "data.path=/no/such/dir"], "/no/such/dir"),
+        (["pretrain", "demo", "optim.batch_size=5000"], "larger than the 1438 training images"),
+        (
+            ["pretrain", "demo", "eval.linear.epochs=0"],
+            "'eval.linear.epochs': 0; it must be positive",
+        ),
         (["eval"], "eval needs ckpt=PATH"),
         (["eval", "ckpt=/no/such.ckpt"], "checkpoint not found: /no/such.ckpt"),
         (["frobnicate"], "unknown command 'frobnicate'"),

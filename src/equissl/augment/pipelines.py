@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from equissl.augment.color import (
@@ -23,7 +22,7 @@ from equissl.augment.color import (
     sample_jitter_factors,
 )
 from equissl.augment.crop import apply_matrices, crop_matrices, full_boxes, sample_crop_boxes
-from equissl.augment.stats import UINT8_SCALE, to_float
+from equissl.augment.stats import UINT8_SCALE, resize_float, to_float
 from equissl.errors import ConfigError
 
 PIPELINES = ("simclr", "cropflip", "none")
@@ -166,11 +165,9 @@ def _grayscale_(x: Tensor, _: Tensor | None = None) -> Tensor:
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
-    """Bilinear antialiased resize to ``size`` x ``size`` when the size differs."""
-    if x.shape[-2:] == (size, size):
-        return x
-    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return out.clamp_(0, 1)
+    """Bilinear antialiased resize to ``size`` x ``size``, kept in [0, 1]."""
+    out = resize_float(x, size)
+    return out if out is x else out.clamp_(0, 1)
 
 
 def _check(aug: Augment) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # float32(1/255): every path (plain conversion, crops) scales by this same constant, so an
@@ -15,6 +16,13 @@ def to_float(images: Tensor) -> Tensor:
     if images.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {images.dtype}")
     return images.to(torch.float32).mul_(UINT8_SCALE)
+
+
+def resize_float(x: Tensor, size: int) -> Tensor:
+    """Float (N, C, H, W) batch resized to size x size (bilinear, antialiased); as is if equal."""
+    if size <= 0 or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
+
+from equissl.augment.stats import resize_float
 
 CHUNK = 4096  # images per step
 LUMA_WEIGHTS = (299, 587, 114)  # ITU-R BT.601, in thousandths
@@ -50,9 +51,6 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
         return images
 
     def step(chunk: torch.Tensor) -> torch.Tensor:
-        out = F.interpolate(
-            chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-        return out.round_().clamp_(0, 255).to(torch.uint8)
+        return resize_float(chunk.float(), size).round_().clamp_(0, 255).to(torch.uint8)
 
     return _map_chunks(images, (images.shape[1], size, size), step)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from equissl.augment.stats import resize_float, to_float
 from equissl.errors import UserError
 
 
@@ -69,11 +69,7 @@ def extract_features(
     out = []
     with eval_mode(encoder), autocast:
         for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(device, non_blocking=True).float() / 255.0
-            if size > 0 and x.shape[-2:] != (size, size):
-                x = F.interpolate(
-                    x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-                )
+            x = resize_float(to_float(images[start : start + batch_size].to(device)), size)
             feats = encoder((x - mean) / std)
             out.append(feats.flatten(1).float().cpu())
     return torch.cat(out)

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from equissl.augment import build_augment, normalize
+from equissl.augment import build_augment, normalize, to_float
+from equissl.augment.stats import resize_float
+from equissl.eval.features import eval_mode
 from equissl.models import build_backbone, projector, transformation_head
 from equissl.objectives import nt_xent, prediction_loss
 from equissl.transforms import expand_rotations
@@ -137,10 +139,13 @@ class Method(nn.Module):
             if probe_features is None:
                 probe_features = h[:n]
         logits = self.classifier(probe_features.detach().float())
-        online_loss = F.cross_entropy(logits, labels, ignore_index=-1)
+        # Unlabeled images (label -1) are skipped; a batch with none labelled gives 0, not NaN.
         labelled = labels >= 0
+        count = labelled.sum().clamp(min=1)
+        per_image = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+        online_loss = (per_image * labelled).sum() / count
         hits = ((logits.argmax(1) == labels) & labelled).float().sum()
-        metrics["online_acc"] = (hits / labelled.sum().clamp(min=1)).detach()
+        metrics["online_acc"] = (hits / count).detach()
         metrics["online_loss"] = online_loss.detach()
         metrics["loss"] = total.detach()
         return total + online_loss, metrics
@@ -149,20 +154,12 @@ class Method(nn.Module):
     def rotation_accuracy(self, images: torch.Tensor, batch_size: int = 512) -> dict[str, float]:
         """Held-out accuracy of each rotation head: whole images resized to the term's size."""
         result: dict[str, float] = {}
-        was_training = self.training
-        self.eval()
-        for term in self.terms:
-            hits = total = 0
-            for start in range(0, images.shape[0], batch_size):
-                x = images[start : start + batch_size].to(self.mean.device).float() / 255
-                if x.shape[-1] != term.size:
-                    x = F.interpolate(
-                        x, size=(term.size, term.size), mode="bilinear", antialias=True
-                    )
-                rotated, rot_labels = expand_rotations(x)
-                pred = term.head(self.encode(rotated)).argmax(1)
-                hits += int((pred == rot_labels).sum())
-                total += rot_labels.numel()
-            result[f"{term.name}_acc"] = 100.0 * hits / max(total, 1)
-        self.train(was_training)
+        with eval_mode(self):
+            for term in self.terms:
+                hits = torch.zeros((), device=self.mean.device)
+                for start in range(0, images.shape[0], batch_size):
+                    x = to_float(images[start : start + batch_size].to(self.mean.device))
+                    rotated, rot_labels = expand_rotations(resize_float(x, term.size))
+                    hits += (term.head(self.encode(rotated)).argmax(1) == rot_labels).sum()
+                result[f"{term.name}_acc"] = 100.0 * float(hits) / max(4 * images.shape[0], 1)
         return result

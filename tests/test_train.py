@@ -111,3 +111,24 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
     )
     assert not (tmp_path / "nan" / "results.json").exists()
+
+
+def test_processes_split_each_epoch_permutation_without_overlap():
+    from types import SimpleNamespace
+
+    from equissl.train import PretrainModule
+
+    cfg = build_config(["simclr"], ["optim.batch_size=8", "seed=3"])
+    images = torch.zeros(37, 1, 2, 2, dtype=torch.uint8)
+    orders = []
+    for rank in range(2):
+        module = PretrainModule(cfg, torch.nn.Linear(1, 1), images, torch.zeros(37))
+        module._trainer = SimpleNamespace(world_size=2, global_rank=rank, current_epoch=1)
+        module.on_train_epoch_start()
+        orders.append(module._order)
+    assert orders[0].shape == orders[1].shape == (37 // 8, 4)  # 4 steps of 4 images per process
+    seen = torch.cat([o.flatten() for o in orders])
+    assert seen.unique().numel() == seen.numel() == 32  # disjoint, 32 of the 37 images
+    g = torch.Generator().manual_seed(3 * 1_000_003 + 1)
+    perm = torch.randperm(37, generator=g)[:32].view(4, 2, 4)
+    assert torch.equal(orders[0], perm[:, 0]) and torch.equal(orders[1], perm[:, 1])

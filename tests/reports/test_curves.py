@@ -73,3 +73,8 @@ def test_plot_curves_errors(tmp_path):
     with pytest.raises(UserError, match="labels"):
         plot_curves([run], tmp_path / "x.png", labels=["a", "b"])
     assert not (tmp_path / "x.png").exists()
+    untrained = tmp_path / "untrained"  # a 0-epoch run: results but no metrics file
+    untrained.mkdir()
+    plot_curves([run, untrained], tmp_path / "y.png")
+    with pytest.raises(UserError, match="none of the metrics"):
+        plot_curves([untrained], tmp_path / "z.png")

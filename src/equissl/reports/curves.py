@@ -74,7 +74,8 @@ def plot_curves(
     labels: list[str] | None = None,
 ) -> Path:
     """Plot `metrics` against step, one subplot per metric that at least one run logged and one
-    line per run (labelled by its folder name unless `labels` is given); write the PNG
+    line per run (labelled by its folder name unless `labels` is given; runs without a metrics
+    file draw nothing); write the PNG
     atomically and return its path. Rendered with Agg on a private Figure, so no screen is needed
     and pyplot's global state is untouched.
     """
@@ -87,7 +88,8 @@ def plot_curves(
     if labels is not None and len(labels) != len(run_dirs):
         raise UserError(f"got {len(labels)} labels for {len(run_dirs)} runs")
     labels = labels if labels is not None else [_run_label(d) for d in run_dirs]
-    curves = [read_metrics(d) for d in run_dirs]
+    # Runs that never trained (0 epochs, raw-pixel baselines) have no metrics file: no line.
+    curves = [read_metrics(d) if _metrics_path(d).is_file() else {} for d in run_dirs]
     shown = [m for m in metrics if any(m in run for run in curves)]
     if not shown:
         raise UserError(f"none of the metrics {list(metrics)} was logged by these runs")

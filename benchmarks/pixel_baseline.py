@@ -18,8 +18,7 @@ import torch
 from equissl.augment import channel_stats, normalize, to_float
 from equissl.config import build_config
 from equissl.data import load_data
-from equissl.eval import knn_accuracy, linear_probe
-from equissl.runner import write_json
+from equissl.runner import probe_features, write_json
 
 
 def pixels(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -33,44 +32,20 @@ def main(argv: list[str]) -> None:
     t0 = time.perf_counter()
     mean, std = channel_stats(data.train.images)
     train_x, test_x = pixels(data.train.images, mean, std), pixels(data.test.images, mean, std)
-    lin = cfg.eval.linear
-    probe = linear_probe(
-        train_x,
-        data.train.labels,
-        test_x,
-        data.test.labels,
-        num_classes=data.num_classes,
-        seeds=lin.seeds,
-        epochs=lin.epochs,
-        batch_size=lin.batch_size,
-        lr=lin.lr,
-        weight_decay=lin.weight_decay,
-    )
-    knn = knn_accuracy(
-        train_x,
-        data.train.labels,
-        test_x,
-        data.test.labels,
-        num_classes=data.num_classes,
-        k=cfg.eval.knn.k,
-        temperature=cfg.eval.knn.temperature,
-    )
     results = {
         "name": cfg.name,
         "method": "raw-pixels",
         "seed": cfg.seed,
         "data": cfg.data.name,
-        "linear_acc": probe["acc_mean"],
-        "linear_std": probe["acc_std"],
-        "linear_accs": probe["accs"],
-        "knn_acc": knn,
+        **probe_features(train_x, test_x, data, cfg, torch.device("cpu")),
         "eval_seconds": time.perf_counter() - t0,
     }
     run_dir = Path(cfg.out_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "results.json", results)
     print(
-        f"raw pixels: linear {probe['acc_mean']:.2f} ± {probe['acc_std']:.2f}, kNN {knn:.2f} -> {run_dir}"
+        f"raw pixels: linear {results['linear_acc']:.2f} ± {results['linear_std']:.2f}, "
+        f"kNN {results['knn_acc']:.2f} -> {run_dir}"
     )
 
 

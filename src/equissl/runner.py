@@ -94,22 +94,20 @@ def _set_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(cfg.trainer.threads)
 
 
-def evaluate_method(
-    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+def probe_features(
+    train_f: torch.Tensor,
+    test_f: torch.Tensor,
+    data: DataSplits,
+    cfg: DictConfig,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """Linear probe (several seeds) and kNN on frozen backbone features, and rotation-head accuracy."""
-    method = method.to(device)
-    t0 = time.perf_counter()
-    kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
-    train_f = extract_features(method.backbone, data.train.images, **kw)
-    test_f = extract_features(method.backbone, data.test.images, **kw)
-    t_features = time.perf_counter() - t0
-    lin = cfg.eval.linear
+    """Linear probe (cfg.eval.linear.seeds seeds) and kNN of cached train/test features."""
+    lin, labels = cfg.eval.linear, (data.train.labels, data.test.labels)
     probe = linear_probe(
         train_f,
-        data.train.labels,
+        labels[0],
         test_f,
-        data.test.labels,
+        labels[1],
         num_classes=data.num_classes,
         seeds=lin.seeds,
         epochs=lin.epochs,
@@ -120,19 +118,32 @@ def evaluate_method(
     )
     knn = knn_accuracy(
         train_f,
-        data.train.labels,
+        labels[0],
         test_f,
-        data.test.labels,
+        labels[1],
         num_classes=data.num_classes,
         k=cfg.eval.knn.k,
         temperature=cfg.eval.knn.temperature,
     )
-    out: dict[str, Any] = {
+    return {
         "linear_acc": probe["acc_mean"],
         "linear_std": probe["acc_std"],
         "linear_accs": probe["accs"],
         "knn_acc": knn,
     }
+
+
+def evaluate_method(
+    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+) -> dict[str, Any]:
+    """Linear probe and kNN on frozen backbone features, and rotation-head accuracy."""
+    method = method.to(device)
+    t0 = time.perf_counter()
+    kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
+    train_f = extract_features(method.backbone, data.train.images, **kw)
+    test_f = extract_features(method.backbone, data.test.images, **kw)
+    t_features = time.perf_counter() - t0
+    out = probe_features(train_f, test_f, data, cfg, device)
     out.update(method.rotation_accuracy(data.test.images))
     out["eval_seconds"] = time.perf_counter() - t0
     out["feature_seconds"] = t_features

@@ -169,6 +169,7 @@ POSITIVE = (
     "eval.knn.k",
     "eval.knn.temperature",
 )
+NON_NEGATIVE = ("optim.epochs", "optim.warmup_epochs")  # 0 epochs: a randomly initialised encoder
 
 
 def preset_names() -> list[str]:
@@ -286,14 +287,10 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive")
-    if cfg.optim.warmup_epochs < 0:
-        raise ConfigError(
-            f"bad value for 'optim.warmup_epochs': {cfg.optim.warmup_epochs}; use 0 or more"
-        )
-    if cfg.optim.epochs < 0:
-        raise ConfigError(
-            f"bad value for 'optim.epochs': {cfg.optim.epochs}; use 0 (random init) or more"
-        )
+    for key in NON_NEGATIVE:
+        value = OmegaConf.select(cfg, key)
+        if value < 0:
+            raise ConfigError(f"bad value for '{key}': {value!r}; use 0 or more")
     limits = ("data.limit", "data.test_limit")
     for key in limits:
         value = OmegaConf.select(cfg, key)

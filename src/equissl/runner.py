@@ -102,12 +102,12 @@ def probe_features(
     device: torch.device,
 ) -> dict[str, Any]:
     """Linear probe (cfg.eval.linear.seeds seeds) and kNN of cached train/test features."""
-    lin, labels = cfg.eval.linear, (data.train.labels, data.test.labels)
+    lin = cfg.eval.linear
     probe = linear_probe(
         train_f,
-        labels[0],
+        data.train.labels,
         test_f,
-        labels[1],
+        data.test.labels,
         num_classes=data.num_classes,
         seeds=lin.seeds,
         epochs=lin.epochs,
@@ -118,9 +118,9 @@ def probe_features(
     )
     knn = knn_accuracy(
         train_f,
-        labels[0],
+        data.train.labels,
         test_f,
-        labels[1],
+        data.test.labels,
         num_classes=data.num_classes,
         k=cfg.eval.knn.k,
         temperature=cfg.eval.knn.temperature,
@@ -237,7 +237,9 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
         for k, v in state.items()
         if k.startswith("method.") and not k.startswith("method.classifier.")
     }
-    ones = torch.ones(data.channels)
+    ones = torch.ones(
+        data.channels
+    )  # placeholder stats: the checkpoint's mean/std buffers load over them
     method = build_method(cfg, data, ones * 0, ones)
     try:
         missing, unexpected = method.load_state_dict(method_state, strict=False)

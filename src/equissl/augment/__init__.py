@@ -2,7 +2,7 @@
 
 from equissl.augment.crop import sample_crop_boxes
 from equissl.augment.pipelines import PIPELINES, Augment, build_augment
-from equissl.augment.stats import channel_stats, normalize, to_float
+from equissl.augment.stats import channel_stats, normalize, resize_float, to_float
 
 __all__ = [
     "PIPELINES",
@@ -10,6 +10,7 @@ __all__ = [
     "build_augment",
     "channel_stats",
     "normalize",
+    "resize_float",
     "sample_crop_boxes",
     "to_float",
 ]

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from equissl.augment import build_augment, normalize, to_float
-from equissl.augment.stats import resize_float
+from equissl.augment import build_augment, normalize, resize_float, to_float
 from equissl.eval.features import eval_mode
 from equissl.models import build_backbone, projector, transformation_head
 from equissl.objectives import nt_xent, prediction_loss

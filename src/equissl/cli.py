@@ -17,12 +17,15 @@ commands:
   eval ckpt=PATH [key=value ...]          linear probe + kNN of a checkpoint's backbone
   sweep SWEEP [key=value ...]             several runs side by side, then a table and a plot
   report RUN_DIR ... [out=STEM]           table of finished runs (Markdown + CSV) and curves PNG
+  experiment NAME [scale=S] [key=value]   a study of the papers at scale smoke|cpu|paper
   demo [key=value ...]                    SimCLR vs E-SimCLR on the embedded digits, on CPU
+  transforms                              list the transformations and their label counts
   presets                                 list the presets in configs/
 
 examples:
   equissl pretrain esimclr cifar10-cpu data.path=../shared/data/cifar10-jpeg.zip seed=1
   equissl eval ckpt=runs/esimclr/last.ckpt
+  equissl experiment transformations scale=cpu data.name=imagefolder data.path=cifar10-jpeg.zip
   equissl pretrain simclr optim.epochs=5 backbone.width=16 name=quick
 """
 
@@ -55,7 +58,7 @@ def _quiet() -> None:
 
 
 def _print_results(results: dict) -> None:
-    keys = ("linear_acc", "linear_std", "knn_acc", "rotation_acc", "train_seconds", "eval_seconds")
+    keys = ("linear_acc", "linear_std", "knn_acc", "transform_acc", "train_seconds", "eval_seconds")
     shown = {k: results[k] for k in keys if isinstance(results.get(k), (int, float))}
     print("  ".join(f"{k}={v:.2f}" for k, v in shown.items()))
 
@@ -119,6 +122,34 @@ def cmd_report(args: list[str]) -> None:
     print(f"wrote {out}.md, {out}.csv, {out}.png")
 
 
+EXPERIMENTS = ("transformations", "essl-cifar10", "class-information")
+
+
+def cmd_experiment(args: list[str]) -> None:
+    from equissl.sweep import load_sweep, run_sweep
+
+    names, overrides = _split(args)
+    if len(names) != 1 or names[0] not in EXPERIMENTS:
+        raise _Usage(f"experiment needs one name: {', '.join(EXPERIMENTS)}")
+    scale = _pop(overrides, "scale") or "smoke"
+    out_dir = _pop(overrides, "out_dir") or "runs"
+    table, root = run_sweep(load_sweep(names[0]), overrides, out_dir, scale=scale)
+    print(table)
+    print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
+
+
+def cmd_transforms(args: list[str]) -> None:
+    from equissl.transforms import TRANSFORMS, get_transformation
+
+    if args:
+        raise _Usage("transforms takes no arguments")
+    for name in TRANSFORMS:
+        t = get_transformation(name, 32)
+        group = "group" if t.relative is not None else "not a group"
+        print(f"{name:12s} {t.num_labels:3d} labels  ({group})")
+    print("products: a+b (e.g. rotation+hflip); regress mode: crop, jitter, crop+jitter")
+
+
 def cmd_demo(args: list[str]) -> None:
     from equissl.sweep import load_sweep, run_sweep
 
@@ -145,7 +176,9 @@ COMMANDS = {
     "eval": cmd_eval,
     "sweep": cmd_sweep,
     "report": cmd_report,
+    "experiment": cmd_experiment,
     "demo": cmd_demo,
+    "transforms": cmd_transforms,
     "presets": cmd_presets,
 }
 

@@ -46,22 +46,36 @@ class AugmentConfig:
 
 @dataclass
 class EquivarianceConfig:
-    transform: str = "rotation"  # rotation (four-fold, labels 0-3)
-    mode: str = "predict"  # predict: cross-entropy on the transformation label
+    transform: str = "rotation"  # a transformation (equissl.transforms) or a product "a+b"
+    role: str = "equivariance"  # equivariance: predicted | invariance: applied at random to the
+    #                             invariance views | off: ignored
+    mode: str = "predict"  # predict: CE on the label | relative: the element relating two views
+    #                        | regress: crop/jitter parameters of two views (AugSelf)
+    heads: str = "joint"  # product transformations: joint (one head, product labels) | separate
     weight: float = 0.4  # lambda
     augment: str = "simclr"  # base augmentation of the transformed view
-    size: int = 0  # crop size of the transformed view; 0: half the data size
+    size: int = 0  # crop size of the transformed view; 0: size_ratio x the data size
+    size_ratio: float = 0.5  # E-SSL's small crops: 16x16 on 32x32 CIFAR
     scale_min: float = 0.2
     scale_max: float = 1.0
+    expand: bool = True  # every element per image (E-SSL's 4 rotations); false: one sampled
     head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
 
 
 @dataclass
 class MethodConfig:
-    invariance: str = "simclr"  # simclr | none
-    temperature: float = 0.5
-    proj_hidden: int = 0  # 0: 4 x backbone features (2048 at full width)
-    proj_dim: int = 0  # 0: 4 x backbone features (2048 at full width)
+    invariance: str = "simclr"  # simclr | simsiam | byol | barlow_twins | vicreg | none
+    temperature: float = 0.5  # SimCLR
+    proj_hidden: int = 0  # 0: the method's recipe, scaled with the backbone width
+    proj_dim: int = 0  # 0: the method's recipe, scaled with the backbone width
+    pred_hidden: int = 0  # SimSiam/BYOL predictor; 0: the method's recipe
+    ema: float = 0.99  # BYOL: base momentum of the target, raised to 1 on a cosine schedule
+    barlow_lambda: float = 0.0051  # Barlow Twins: weight of the off-diagonal terms
+    barlow_scale: float = 0.1  # Barlow Twins: loss scale (solo-learn's CIFAR recipe)
+    vicreg_weights: list[float] = field(default_factory=lambda: [25.0, 25.0, 1.0])  # sim/var/cov
+    classifier: str = "detached"  # online classifier: detached | joint (+w x class CE reaches
+    #                               the encoder) | eliminate (-w x class CE reaches the encoder)
+    class_weight: float = 1.0  # w of the joint / eliminate modes
     equivariance: list[EquivarianceConfig] = field(default_factory=list)
 
 
@@ -117,6 +131,11 @@ class KnnEvalConfig:
 class EvalConfig:
     at_end: bool = True
     batch_size: int = 512
+    transform_limit: int | None = None  # test images for each transformation head's accuracy
+    equivariance: list[str] = field(default_factory=list)  # transformations to probe (linear and
+    #                                  MLP accuracy, invariance score) from frozen features
+    equivariance_limit: int = 5000  # images per split for those probes
+    equivariance_mlp_epochs: int = 30  # epochs of the MLP probe (Adam, batch 256)
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
 
@@ -142,9 +161,11 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "data.channels": (1, 3),
     "data.device_resident": ("auto", "always", "never"),
     "augment.invariance": ("simclr", "cropflip", "none"),
-    "method.invariance": ("simclr", "none"),
-    "method.equivariance.*.transform": ("rotation",),
-    "method.equivariance.*.mode": ("predict",),
+    "method.invariance": ("simclr", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
+    "method.classifier": ("detached", "joint", "eliminate"),
+    "method.equivariance.*.role": ("equivariance", "invariance", "off"),
+    "method.equivariance.*.mode": ("predict", "relative", "regress"),
+    "method.equivariance.*.heads": ("joint", "separate"),
     "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
     "backbone.name": ("resnet18", "resnet34", "resnet50"),
     "backbone.stem": ("cifar", "imagenet"),
@@ -168,6 +189,8 @@ POSITIVE = (
     "eval.linear.lr",
     "eval.knn.k",
     "eval.knn.temperature",
+    "eval.equivariance_limit",
+    "eval.equivariance_mlp_epochs",
 )
 NON_NEGATIVE = ("optim.epochs", "optim.warmup_epochs")  # 0 epochs: a randomly initialised encoder
 
@@ -296,11 +319,51 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive or null")
-    if cfg.method.invariance == "none" and not cfg.method.equivariance:
+    _check_terms(cfg)
+
+
+CONTINUOUS = ("crop", "jitter")  # view parameters a `regress` term predicts
+
+
+def _check_terms(cfg: DictConfig) -> None:
+    from equissl.transforms import TRANSFORMS
+
+    active = [t for t in cfg.method.equivariance if t.role != "off"]
+    predicted = [t for t in active if t.role == "equivariance"]
+    if cfg.method.invariance == "none" and not predicted:
         raise ConfigError(
-            "method.invariance=none needs at least one method.equivariance term; "
-            "set method.invariance=simclr or add a term (preset esimclr)"
+            "method.invariance=none needs at least one method.equivariance term with "
+            "role=equivariance; set method.invariance=simclr or add a term (preset esimclr)"
         )
+    for i, term in enumerate(cfg.method.equivariance):
+        key = f"method.equivariance.{i}"
+        valid = CONTINUOUS if term.mode == "regress" and term.role == "equivariance" else TRANSFORMS
+        parts = str(term.transform).split("+")
+        for part in parts:
+            if part not in valid:
+                raise ConfigError(
+                    f"bad value for '{key}.transform': {part!r}; choose one of "
+                    f"{', '.join(valid)} (or a product a+b)"
+                )
+        if len(set(parts)) != len(parts):
+            raise ConfigError(f"bad value for '{key}.transform': {term.transform!r} repeats a part")
+        if term.role == "invariance" and cfg.method.invariance == "none":
+            raise ConfigError(
+                f"'{key}.role=invariance' needs an invariance method; method.invariance is none"
+            )
+        if term.size < 0 or not 0 < term.size_ratio <= 4:
+            raise ConfigError(f"bad size for '{key}': size >= 0 and 0 < size_ratio <= 4")
+    for i, name in enumerate(cfg.eval.equivariance):
+        for part in str(name).split("+"):
+            if part not in TRANSFORMS:
+                raise ConfigError(
+                    f"bad value for 'eval.equivariance.{i}': {part!r}; choose one of "
+                    f"{', '.join(TRANSFORMS)} (or a product a+b)"
+                )
+    if len(cfg.method.vicreg_weights) != 3:
+        raise ConfigError("method.vicreg_weights needs 3 numbers: similarity, variance, covariance")
+    if cfg.method.classifier != "detached" and cfg.method.class_weight < 0:
+        raise ConfigError("bad value for 'method.class_weight': use 0 or more")
 
 
 def schema() -> DictConfig:

@@ -20,7 +20,7 @@ from equissl.augment import channel_stats
 from equissl.config import to_yaml
 from equissl.data import DataSplits, load_data
 from equissl.errors import UserError
-from equissl.eval import extract_features, knn_accuracy, linear_probe
+from equissl.eval import equivariance_metrics, extract_features, knn_accuracy, linear_probe
 from equissl.methods import Method
 from equissl.reports.atomic import write_text_atomic
 from equissl.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
@@ -136,7 +136,8 @@ def probe_features(
 def evaluate_method(
     method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
 ) -> dict[str, Any]:
-    """Linear probe and kNN on frozen backbone features, and rotation-head accuracy."""
+    """Linear probe and kNN on frozen backbone features, each transformation head's accuracy,
+    and the equivariance probes of `eval.equivariance`."""
     method = method.to(device)
     t0 = time.perf_counter()
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
@@ -144,7 +145,28 @@ def evaluate_method(
     test_f = extract_features(method.backbone, data.test.images, **kw)
     t_features = time.perf_counter() - t0
     out = probe_features(train_f, test_f, data, cfg, device)
-    out.update(method.rotation_accuracy(data.test.images))
+    accuracy = method.transformation_accuracy(
+        data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
+    )
+    out.update(accuracy)
+    if accuracy:  # the first predicted transformation, under one name for tables across runs
+        out["transform_acc"] = next(iter(accuracy.values()))
+    if cfg.eval.equivariance:
+        out.update(
+            equivariance_metrics(
+                method.backbone,
+                data.train.images,
+                data.test.images,
+                list(cfg.eval.equivariance),
+                mean=method.mean,
+                std=method.std,
+                batch_size=cfg.eval.batch_size,
+                device=device,
+                limit=cfg.eval.equivariance_limit,
+                seed=cfg.seed,
+                mlp_epochs=cfg.eval.equivariance_mlp_epochs,
+            )
+        )
     out["eval_seconds"] = time.perf_counter() - t0
     out["feature_seconds"] = t_features
     return out
@@ -153,8 +175,15 @@ def evaluate_method(
 def method_label(cfg: DictConfig) -> str:
     if cfg.optim.epochs == 0:
         return "random-init"
-    terms = "+".join(f"{t.transform}:{t.mode}" for t in cfg.method.equivariance)
-    return f"{cfg.method.invariance}{'+' + terms if terms else ''}"
+    terms = "+".join(
+        f"{t.transform}:{t.mode if t.role == 'equivariance' else 'invariant'}"
+        for t in cfg.method.equivariance
+        if t.role != "off"
+    )
+    label = f"{cfg.method.invariance}{'+' + terms if terms else ''}"
+    if cfg.method.classifier != "detached":
+        label += f"/{cfg.method.classifier}{cfg.method.class_weight:g}"
+    return label
 
 
 def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any]:
@@ -203,10 +232,10 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
         "resumed": ckpt_path is not None,
     }
     logged = trainer.callback_metrics
-    for key in ("loss", "online_acc", "rotation_acc"):
-        if f"epoch/{key}" in logged:
-            value = float(logged[f"epoch/{key}"])
-            results[f"train_{key}"] = 100 * value if key.endswith("acc") else value
+    for name, value in logged.items():
+        if name.startswith("epoch/"):
+            key = name.removeprefix("epoch/")
+            results[f"train_{key}"] = 100 * float(value) if key.endswith("acc") else float(value)
     if cfg.eval.at_end:
         results.update(evaluate_method(method, data, cfg, module.device))
     write_json(run_dir / "results.json", results)

@@ -5,11 +5,15 @@ A sweep file (YAML) names the runs:
     name: demo                # folder under out_dir
     presets: [demo]           # applied to every run, before each run's own
     overrides: []             # key=value for every run
-    columns: [method, seed, linear_acc, knn_acc, rotation_acc]
+    columns: [method, seed, linear_acc, knn_acc, transform_acc]
     group_by: null            # e.g. method: mean +- std over seeds
     runs:
       - {name: simclr, presets: [simclr]}
       - {name: esimclr, presets: [esimclr], overrides: [method.equivariance.0.weight=0.4]}
+
+An experiment is a sweep with `scales`: each scale (smoke, cpu, paper) names the protocol
+presets and key=value settings it adds, applied before each run's own; its runs go under
+`<out_dir>/<name>-<scale>/`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
 from equissl.config import _load_yaml, build_config, find_preset
-from equissl.errors import ConfigError
+from equissl.errors import ConfigError, NonFiniteLossError
 from equissl.reports import collect_results, markdown_table, plot_curves, write_table
-from equissl.runner import pretrain
+from equissl.runner import method_label, pretrain, write_json
 
 DEFAULT_COLUMNS = [
     "name",
@@ -32,7 +36,7 @@ DEFAULT_COLUMNS = [
     "linear_acc",
     "linear_std",
     "knn_acc",
-    "rotation_acc",
+    "transform_acc",
     "train_seconds",
 ]
 
@@ -52,6 +56,7 @@ class Sweep:
     overrides: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=lambda: list(DEFAULT_COLUMNS))
     group_by: str | None = None
+    scales: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load_sweep(name: str) -> Sweep:
@@ -66,13 +71,32 @@ def load_sweep(name: str) -> Sweep:
     return sweep  # type: ignore[return-value]
 
 
-def run_sweep(sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs") -> tuple[str, Path]:
+def run_sweep(
+    sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs", scale: str | None = None
+) -> tuple[str, Path]:
     """Run each configuration not yet finished; returns (Markdown table, sweep folder)."""
     root = Path(out_dir) / sweep.name
+    scale_presets: list[str] = []
+    scale_overrides: list[str] = []
+    if scale is not None:
+        if scale not in sweep.scales:
+            raise ConfigError(
+                f"unknown scale '{scale}' for {sweep.name}; choose one of {', '.join(sweep.scales)}"
+            )
+        scale_presets = [s for s in sweep.scales[scale] if "=" not in s]
+        scale_overrides = [s for s in sweep.scales[scale] if "=" in s]
+        root = Path(out_dir) / f"{sweep.name}-{scale}"
     configs = [
         build_config(
-            [*sweep.presets, *run.presets],
-            [*sweep.overrides, *run.overrides, *overrides, f"name={run.name}", f"out_dir={root}"],
+            [*scale_presets, *sweep.presets, *run.presets],
+            [
+                *scale_overrides,
+                *sweep.overrides,
+                *run.overrides,
+                *overrides,
+                f"name={run.name}",
+                f"out_dir={root}",
+            ],
         )
         for run in sweep.runs
     ]  # validate every run before the first one starts
@@ -81,8 +105,15 @@ def run_sweep(sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs") ->
             print(f"[sweep] {cfg.name}: finished earlier, skipped")
             continue
         print(f"[sweep] {cfg.name}: pretraining ({cfg.optim.epochs} epochs)", flush=True)
-        r = pretrain(cfg)
-        shown = ("linear_acc", "knn_acc", "rotation_acc", "train_seconds")
+        try:
+            r = pretrain(cfg)
+        except NonFiniteLossError as exc:  # a diverged run is a result too: record it, go on
+            print(f"[sweep] {cfg.name}: failed: {exc}", flush=True)
+            if rank_zero_only.rank == 0:
+                r = {"name": cfg.name, "method": method_label(cfg), "failed": str(exc)}
+                write_json(root / cfg.name / "results.json", r)
+            continue
+        shown = ("linear_acc", "knn_acc", "transform_acc", "train_seconds")
         print(
             f"[sweep] {cfg.name}: " + "  ".join(f"{k}={r[k]:.2f}" for k in shown if k in r),
             flush=True,

@@ -91,18 +91,22 @@ class PretrainModule(L.LightningModule):
             prog_bar=False,
             batch_size=images.shape[0],
         )
-        for key in ("loss", "online_acc", "rotation_acc"):
-            if key in metrics:
+        for key in metrics:
+            if key == "loss" or key.endswith("_acc"):
                 self.log(
                     f"epoch/{key}",
                     metrics[key],
                     on_step=False,
                     on_epoch=True,
-                    prog_bar=True,
+                    prog_bar=key in ("loss", "online_acc"),
                     sync_dist=True,
                     batch_size=images.shape[0],
                 )
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        total = max(self.cfg.optim.epochs * self.steps_per_epoch(), 1)
+        self.method.after_step(self.global_step / total)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["equissl_config"] = OmegaConf.to_container(self.cfg, resolve=True)

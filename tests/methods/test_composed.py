@@ -29,7 +29,7 @@ def test_esimclr_loss_is_ntxent_plus_weighted_rotation_ce_plus_online_ce():
     views = method.make_views(images, torch.Generator().manual_seed(7))
     assert views["invariance"].shape == (2 * n, 3, 12, 12)
     assert views["0"].shape == (4 * n, 3, 6, 6)  # half-size crops, four rotations each
-    assert views["0/labels"].tolist() == [k for k in range(4) for _ in range(n)]
+    assert views["0/targets"].tolist() == [k for k in range(4) for _ in range(n)]
     for k in range(4):  # block k is block 0 turned k times
         assert torch.equal(views["0"][k * n : (k + 1) * n], torch.rot90(views["0"][:n], k, (2, 3)))
 
@@ -37,10 +37,10 @@ def test_esimclr_loss_is_ntxent_plus_weighted_rotation_ce_plus_online_ce():
         return (x - method.mean.view(1, 3, 1, 1)) / method.std.view(1, 3, 1, 1)
 
     h = method.backbone(norm(views["invariance"]))
-    z = method.projector(h)
+    z = method.invariance.projector(h)
     ssl = nt_xent(z[:n], z[n:], 0.2)
     rot = F.cross_entropy(
-        method.terms[0].head(method.backbone(norm(views["0"]))), views["0/labels"]
+        method.terms[0].heads[0](method.backbone(norm(views["0"]))), views["0/targets"]
     )
     online = F.cross_entropy(method.classifier(h[:n]), labels)
     expected = ssl + 0.4 * rot + online

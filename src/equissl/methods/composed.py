@@ -1,7 +1,11 @@
-"""A method is a composition: an invariance loss plus weighted equivariance terms.
+"""A method is a composition: an invariance branch plus weighted equivariance terms.
 
 SimCLR is `invariance=simclr` with no terms; E-SimCLR adds a four-fold rotation term whose
 view is a small crop expanded into all four rotations, predicted by an MLP on backbone features.
+A transformation with role `invariance` is applied at random to the invariance views instead;
+`invariance=none` with one or more terms is a pure pretext task (Wang et al.). An online linear
+classifier reads backbone features; its class loss may also reach the encoder (`joint`) or push
+class information out of it (`eliminate`), Wang et al.'s Figure 4 modes.
 """
 
 from __future__ import annotations
@@ -11,46 +15,31 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from equissl.augment import build_augment, normalize, resize_float, to_float
+from equissl.augment import normalize, resize_float, to_float
 from equissl.eval.features import eval_mode
-from equissl.models import build_backbone, projector, transformation_head
-from equissl.objectives import nt_xent, prediction_loss
-from equissl.transforms import expand_rotations
-from equissl.transforms.rotation import NUM_LABELS
+from equissl.methods.invariance import BYOL, build_invariance
+from equissl.methods.terms import EquivarianceTerm, make_augment, view_parameters
+from equissl.models import build_backbone
+from equissl.transforms import get_transformation
 
 
-def _augment(name: str, size: int, scale: tuple[float, float], cfg: DictConfig):
-    return build_augment(
-        name,
-        size,
-        scale=scale,
-        flip_p=cfg.flip_p,
-        jitter=tuple(cfg.jitter),
-        jitter_p=cfg.jitter_p,
-        gray_p=cfg.gray_p,
-    )
+def term_names(terms) -> list[str]:
+    """Metric names of the active equivariance terms: the transformation, with the mode when it
+    is not `predict`, and an index where two terms would share a name."""
+    names = []
+    for i, t in enumerate(terms):
+        name = str(t.transform) + ("" if t.mode == "predict" else f"_{t.mode}")
+        names.append(name if name not in names else f"{name}{i}")
+    return names
 
 
-class EquivarianceTerm(nn.Module):
-    """One transformation to be predicted: its view augmentation, its head and its weight."""
-
-    def __init__(
-        self, cfg: DictConfig, augment_cfg: DictConfig, image_size: int, num_features: int
-    ) -> None:
-        super().__init__()
-        self.name = cfg.transform
-        self.weight = float(cfg.weight)
-        self.size = cfg.size or max(image_size // 2, 1)
-        self.augment = _augment(cfg.augment, self.size, (cfg.scale_min, cfg.scale_max), augment_cfg)
-        self.head = transformation_head(
-            num_features, cfg.head_hidden or 4 * num_features, NUM_LABELS
-        )
-
-    def views(
-        self, images: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The transformed views (4N at the term's size, float in [0, 1]) and their labels."""
-        return expand_rotations(self.augment(images, generator))
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor):
+    """Mean CE and accuracy over labelled images (label -1 is skipped; none labelled gives 0)."""
+    labelled = labels >= 0
+    count = labelled.sum().clamp(min=1)
+    per_image = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
+    hits = ((logits.argmax(1) == labels) & labelled).float().sum()
+    return (per_image * labelled).sum() / count, (hits / count).detach()
 
 
 class Method(nn.Module):
@@ -75,42 +64,75 @@ class Method(nn.Module):
             in_channels=in_channels,
         )
         d = self.backbone.num_features
-        self.invariance = m.invariance
-        self.temperature = float(m.temperature)
         self.view_size = cfg.augment.size or image_size
-        self.projector = None
-        if m.invariance == "simclr":
-            self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d)
+        self.invariance = build_invariance(m, d, self.backbone)
+        if self.invariance is not None:
             a = cfg.augment
-            self.view_augment = _augment(
+            self.view_augment = make_augment(
                 a.invariance, self.view_size, (a.scale_min, a.scale_max), a
             )
+        active = [t for t in m.equivariance if t.role == "equivariance"]
+        self.invariant_transforms = [
+            get_transformation(t.transform, self.view_size, in_channels)
+            for t in m.equivariance
+            if t.role == "invariance"
+        ]
         self.terms = nn.ModuleList(
-            EquivarianceTerm(t, cfg.augment, image_size, d) for t in m.equivariance
+            EquivarianceTerm(
+                t,
+                cfg.augment,
+                image_size=image_size,
+                channels=in_channels,
+                num_features=d,
+                name=name,
+            )
+            for t, name in zip(active, term_names(active), strict=True)
         )
         self.classifier = nn.Linear(d, num_classes)
+        self.classifier_mode = m.classifier
+        self.class_weight = float(m.class_weight)
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
         self.channels_last = False
 
-    def encode(self, views: torch.Tensor) -> torch.Tensor:
-        """Backbone features of float views in [0, 1] (normalised here)."""
+    def _reuses_invariance_views(self, term: EquivarianceTerm) -> bool:
+        # AugSelf regresses the parameters of the invariance views when there are some.
+        return term.mode == "regress" and self.invariance is not None
+
+    def normalize(self, views: torch.Tensor) -> torch.Tensor:
         x = normalize(views, self.mean, self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.backbone(x)
+        return x
+
+    def encode(self, views: torch.Tensor) -> torch.Tensor:
+        """Backbone features of float views in [0, 1] (normalised here)."""
+        return self.backbone(self.normalize(views))
 
     def make_views(
         self, images: torch.Tensor, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        """Every view of one step: 'invariance' (2N) and per term '<i>' views plus '<i>/labels'."""
+        """Every view of one step: 'invariance' (2N) and per term '<i>' views and '<i>/targets'."""
         out: dict[str, torch.Tensor] = {}
-        if self.projector is not None:
-            out["invariance"] = torch.cat(
-                [self.view_augment(images, generator), self.view_augment(images, generator)]
-            )
+        if self.invariance is not None:
+            params = any(self._reuses_invariance_views(t) for t in self.terms)
+            draws = [self.view_augment(images, generator, return_params=params) for _ in range(2)]
+            if params:
+                (v1, p1), (v2, p2) = draws
+                source = images.shape[-1]
+                for i, term in enumerate(self.terms):
+                    if self._reuses_invariance_views(term):
+                        out[f"{i}/targets"] = view_parameters(
+                            p1, term.parts, source
+                        ) - view_parameters(p2, term.parts, source)
+                draws = [v1, v2]
+            views = torch.cat(draws)
+            for t in self.invariant_transforms:
+                views = t.apply(views, t.sample(views.shape[0], generator, views.device))
+            out["invariance"] = views
         for i, term in enumerate(self.terms):
-            out[str(i)], out[f"{i}/labels"] = term.views(images, generator)
+            if not self._reuses_invariance_views(term):
+                out[str(i)], out[f"{i}/targets"] = term.views(images, generator)
         return out
 
     def loss(
@@ -121,44 +143,64 @@ class Method(nn.Module):
         n = images.shape[0]
         metrics: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=images.device)
-        probe_features = None
-        if self.projector is not None:
-            h = self.encode(views["invariance"])
-            z = self.projector(h)
-            ssl = nt_xent(z[:n], z[n:], self.temperature)
+        probe = h_inv = None
+        if self.invariance is not None:
+            x = self.normalize(views["invariance"])
+            h_inv = self.backbone(x)
+            ssl, parts = self.invariance(h_inv, x)
             total = total + ssl
-            metrics["ssl_loss"] = ssl.detach()
-            probe_features = h[:n]
+            metrics.update(parts)
+            probe = h_inv[:n]
         for i, term in enumerate(self.terms):
-            h = self.encode(views[str(i)])
-            term_loss, acc = prediction_loss(term.head(h), views[f"{i}/labels"])
+            h = h_inv if self._reuses_invariance_views(term) else self.encode(views[str(i)])
+            term_loss, parts = term.loss(h, views[f"{i}/targets"])
             total = total + term.weight * term_loss
-            metrics[f"{term.name}_loss"] = term_loss.detach()
-            metrics[f"{term.name}_acc"] = acc
-            if probe_features is None:
-                probe_features = h[:n]
-        logits = self.classifier(probe_features.detach().float())
-        # Unlabeled images (label -1) are skipped; a batch with none labelled gives 0, not NaN.
-        labelled = labels >= 0
-        count = labelled.sum().clamp(min=1)
-        per_image = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
-        online_loss = (per_image * labelled).sum() / count
-        hits = ((logits.argmax(1) == labels) & labelled).float().sum()
-        metrics["online_acc"] = (hits / count).detach()
+            metrics.update(parts)
+            if probe is None:
+                probe = h[:n]
+        first = next((t.name for t in self.terms if t.mode == "predict"), None)
+        if first is not None:  # one name across runs of different transformations
+            metrics["transform_acc"] = metrics[f"{first}_acc"]
+        online_loss, metrics["online_acc"] = masked_cross_entropy(
+            self.classifier(probe.detach().float()), labels
+        )
         metrics["online_loss"] = online_loss.detach()
+        if self.classifier_mode != "detached":
+            # The class loss reaches the encoder through a frozen copy of the online classifier.
+            w = self.classifier.weight.detach()
+            b = self.classifier.bias.detach()
+            class_loss, _ = masked_cross_entropy(F.linear(probe.float(), w, b), labels)
+            sign = 1.0 if self.classifier_mode == "joint" else -1.0
+            total = total + sign * self.class_weight * class_loss
+            metrics["class_loss"] = class_loss.detach()
         metrics["loss"] = total.detach()
         return total + online_loss, metrics
 
     @torch.no_grad()
-    def rotation_accuracy(self, images: torch.Tensor, batch_size: int = 512) -> dict[str, float]:
-        """Held-out accuracy of each rotation head: whole images resized to the term's size."""
+    def after_step(self, progress: float) -> None:
+        """Per-step updates outside the optimiser (BYOL's target); progress in [0, 1]."""
+        if isinstance(self.invariance, BYOL):
+            self.invariance.update_target(progress)
+
+    @torch.no_grad()
+    def transformation_accuracy(
+        self, images: torch.Tensor, batch_size: int = 512, limit: int | None = None
+    ) -> dict[str, float]:
+        """Held-out accuracy (percent) of each `predict` head on whole images resized to the
+        term's size, every element of the transformation applied to each image."""
         result: dict[str, float] = {}
+        images = images[:limit]
         with eval_mode(self):
             for term in self.terms:
+                if term.mode != "predict":
+                    continue
+                k = term.transformation.num_labels
+                chunk = max(batch_size // k, 1)
                 hits = torch.zeros((), device=self.mean.device)
-                for start in range(0, images.shape[0], batch_size):
-                    x = to_float(images[start : start + batch_size].to(self.mean.device))
-                    rotated, rot_labels = expand_rotations(resize_float(x, term.size))
-                    hits += (term.head(self.encode(rotated)).argmax(1) == rot_labels).sum()
-                result[f"{term.name}_acc"] = 100.0 * float(hits) / max(4 * images.shape[0], 1)
+                for start in range(0, images.shape[0], chunk):
+                    x = to_float(images[start : start + chunk].to(self.mean.device))
+                    views, labels = term.transformation.expand(resize_float(x, term.size))
+                    hits += (term.predict(self.encode(views)) == labels).sum()
+                total = max(k * images.shape[0], 1)
+                result[f"{term.name}_acc"] = 100.0 * float(hits) / total
         return result

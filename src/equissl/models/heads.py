@@ -1,4 +1,4 @@
-"""Heads on top of the backbone: the SimCLR projector and the transformation predictor."""
+"""Heads on top of the backbone: projectors, predictors and the transformation predictor."""
 
 from __future__ import annotations
 
@@ -27,3 +27,39 @@ def transformation_head(in_dim: int, hidden: int, num_labels: int) -> nn.Sequent
         nn.ReLU(inplace=True),
         nn.Linear(hidden, num_labels),
     )
+
+
+def mlp(
+    in_dim: int,
+    hidden: int,
+    out_dim: int,
+    layers: int = 2,
+    last_bn: bool = False,
+    last_bn_affine: bool = True,
+) -> nn.Sequential:
+    """(Linear(no bias)-BN-ReLU) x (layers - 1), then Linear, then BatchNorm1d if `last_bn`.
+
+    The last Linear has a bias unless a BN follows it. Recipes it serves (in_dim = 512 for
+    ResNet-18, 2048 for ResNet-50):
+
+    - SimSiam CIFAR projector (Chen & He, 2021): layers=3, hidden=2048, out_dim=2048, last_bn.
+    - SimSiam predictor: layers=2, hidden=512, out_dim=2048, no last BN (bottleneck).
+    - BYOL projector and predictor (Grill et al., 2020): layers=2, hidden=4096, out_dim=256.
+    - Barlow Twins (Zbontar et al., 2021) / VICReg (Bardes et al., 2022) projector: layers=3,
+      hidden=out_dim=2048 on CIFAR (solo-learn), 8192 on ImageNet.
+    """
+    if layers < 1:
+        raise ValueError(f"mlp needs layers >= 1, got {layers}")
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules += [
+            nn.Linear(dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+        ]
+        dim = hidden
+    modules.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        modules.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
+    return nn.Sequential(*modules)

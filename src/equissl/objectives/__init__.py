@@ -1,6 +1,17 @@
 """Losses: pure functions of tensors."""
 
+from equissl.objectives.barlow_twins import barlow_twins_loss
+from equissl.objectives.cosine import byol_loss, negative_cosine, simsiam_loss
 from equissl.objectives.ntxent import nt_xent
 from equissl.objectives.predict import prediction_loss
+from equissl.objectives.vicreg import vicreg_loss
 
-__all__ = ["nt_xent", "prediction_loss"]
+__all__ = [
+    "barlow_twins_loss",
+    "byol_loss",
+    "negative_cosine",
+    "nt_xent",
+    "prediction_loss",
+    "simsiam_loss",
+    "vicreg_loss",
+]

@@ -12,7 +12,7 @@ import numpy as np
 from equissl.errors import DataError, UserError
 from equissl.reports.atomic import write_bytes_atomic
 
-DEFAULT_METRICS = ("train/loss", "train/online_acc", "train/rotation_acc")
+DEFAULT_METRICS = ("train/loss", "train/online_acc", "train/transform_acc")
 
 
 def _metrics_path(run_dir: str | Path) -> Path:

@@ -1,0 +1,138 @@
+"""Invariance branches: the heads and loss that make two views of an image agree.
+
+Each branch maps backbone features of the 2N invariance views (two views of N images, stacked)
+to a loss and detached metrics. Head sizes follow each method's CIFAR recipe at full width
+(backbone features d = 512) and scale with d, so narrow CPU backbones get narrow heads.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from equissl.models import mlp, projector
+from equissl.objectives import barlow_twins_loss, byol_loss, nt_xent, simsiam_loss, vicreg_loss
+
+Metrics = dict[str, Tensor]
+
+
+def _halves(x: Tensor) -> tuple[Tensor, Tensor]:
+    n = x.shape[0] // 2
+    return x[:n], x[n:]
+
+
+class SimCLR(nn.Module):
+    """NT-Xent on E-SSL's projector (d-4d-4d, 2048-2048 at full width); temperature 0.5."""
+
+    def __init__(self, m: DictConfig, d: int) -> None:
+        super().__init__()
+        self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d)
+        self.temperature = float(m.temperature)
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
+        loss = nt_xent(*_halves(self.projector(h)), self.temperature)
+        return loss, {"ssl_loss": loss.detach()}
+
+
+class SimSiam(nn.Module):
+    """Negative cosine with stop-gradient; E-SSL's CIFAR heads: projector d-4d-4d, predictor
+    4d-d-4d (2048-512-2048 at full width)."""
+
+    def __init__(self, m: DictConfig, d: int) -> None:
+        super().__init__()
+        out = m.proj_dim or 4 * d
+        self.projector = projector(d, m.proj_hidden or 4 * d, out)
+        self.predictor = mlp(out, m.pred_hidden or d, out, layers=2)
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
+        z1, z2 = _halves(self.projector(h))
+        loss = simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2)
+        return loss, {"ssl_loss": loss.detach()}
+
+
+class BYOL(nn.Module):
+    """Online projector + predictor regress an EMA target (backbone and projector); heads d-8d-d/2
+    (4096-256 at full width); target momentum raised from `ema` to 1 on a cosine schedule."""
+
+    def __init__(self, m: DictConfig, d: int, backbone: nn.Module) -> None:
+        super().__init__()
+        out = m.proj_dim or max(d // 2, 1)
+        hidden = m.proj_hidden or 8 * d
+        self.projector = mlp(d, hidden, out, layers=2)
+        self.predictor = mlp(out, m.pred_hidden or hidden, out, layers=2)
+        self.online = [backbone]  # a plain list: not registered twice in the state dict
+        self.target_backbone = copy.deepcopy(backbone)
+        self.target_projector = copy.deepcopy(self.projector)
+        for p in self.target_parameters():
+            p.requires_grad_(False)
+        self.base_momentum = float(m.ema)
+
+    def target_parameters(self):
+        yield from self.target_backbone.parameters()
+        yield from self.target_projector.parameters()
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
+        p1, p2 = _halves(self.predictor(self.projector(h)))
+        with torch.no_grad():
+            t1, t2 = _halves(self.target_projector(self.target_backbone(x)))
+        loss = byol_loss(p1, p2, t1, t2)
+        return loss, {"ssl_loss": loss.detach()}
+
+    def momentum(self, progress: float) -> float:
+        """BYOL's schedule: 1 - (1 - base) (cos(pi progress) + 1) / 2."""
+        return 1 - (1 - self.base_momentum) * (math.cos(math.pi * min(progress, 1.0)) + 1) / 2
+
+    @torch.no_grad()
+    def update_target(self, progress: float) -> None:
+        """Move the target towards the online networks (called after each optimiser step)."""
+        tau = self.momentum(progress)
+        online = [*self.online[0].parameters(), *self.projector.parameters()]
+        target = list(self.target_parameters())
+        torch._foreach_lerp_(target, online, 1 - tau)
+        # BatchNorm running statistics are copied: the target is never trained itself.
+        for t, o in zip(self.target_backbone.buffers(), self.online[0].buffers(), strict=True):
+            t.copy_(o)
+        for t, o in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
+            t.copy_(o)
+
+
+class BarlowTwins(nn.Module):
+    """Cross-correlation to the identity; projector d-4d-4d-4d (3 layers, 2048 at full width)."""
+
+    def __init__(self, m: DictConfig, d: int) -> None:
+        super().__init__()
+        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, layers=3)
+        self.lambd, self.scale = float(m.barlow_lambda), float(m.barlow_scale)
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
+        z1, z2 = _halves(self.projector(h))
+        loss = barlow_twins_loss(z1, z2, self.lambd, self.scale)
+        return loss, {"ssl_loss": loss.detach()}
+
+
+class VICReg(nn.Module):
+    """Invariance, variance and covariance terms; projector d-4d-4d-4d (3 layers)."""
+
+    def __init__(self, m: DictConfig, d: int) -> None:
+        super().__init__()
+        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, layers=3)
+        self.weights = tuple(float(w) for w in m.vicreg_weights)
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
+        loss, parts = vicreg_loss(*_halves(self.projector(h)), *self.weights)
+        return loss, {"ssl_loss": loss.detach(), **{f"vicreg_{k}": v for k, v in parts.items()}}
+
+
+def build_invariance(m: DictConfig, d: int, backbone: nn.Module) -> nn.Module | None:
+    """The branch named by `method.invariance`, or None for `none` (a pure pretext task)."""
+    if m.invariance == "none":
+        return None
+    if m.invariance == "byol":
+        return BYOL(m, d, backbone)
+    return {"simclr": SimCLR, "simsiam": SimSiam, "barlow_twins": BarlowTwins, "vicreg": VICReg}[
+        m.invariance
+    ](m, d)

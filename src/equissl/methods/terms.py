@@ -1,0 +1,156 @@
+"""Equivariance terms: a transformation whose element (or view parameters) the encoder predicts.
+
+Modes: `predict` (cross-entropy on the label of the element applied, E-SSL), `relative` (the
+element relating two transformed copies of an image, E-SSL appendix H) and `regress` (the
+difference of two views' crop boxes and colour-jitter strengths, AugSelf).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from equissl.augment import build_augment
+from equissl.errors import ConfigError
+from equissl.models import transformation_head
+from equissl.objectives import prediction_loss
+from equissl.transforms import get_transformation
+
+Metrics = dict[str, Tensor]
+PARAMS_PER_PART = 4  # crop: centre y, centre x, height, width; jitter: 4 factors
+
+
+def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConfig):
+    """A base augmentation pipeline with the colour settings of the `augment` config."""
+    return build_augment(
+        name,
+        size,
+        scale=scale,
+        flip_p=cfg.flip_p,
+        jitter=tuple(cfg.jitter),
+        jitter_p=cfg.jitter_p,
+        gray_p=cfg.gray_p,
+    )
+
+
+def view_parameters(params: dict[str, Tensor], parts: list[str], source_size: int) -> Tensor:
+    """AugSelf's parameter vector of each view: normalised crop box and/or jitter factors."""
+    columns = []
+    for part in parts:
+        if part == "crop":
+            top, left, h, w = params["boxes"].float().unbind(1)
+            box = torch.stack([top + h / 2, left + w / 2, h, w], 1)
+            columns.append(box / source_size)
+        else:
+            columns.append(params["jitter"].float())
+    return torch.cat(columns, 1)
+
+
+class EquivarianceTerm(nn.Module):
+    """One term of a method: its view augmentation, its transformation, heads and weight."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        augment_cfg: DictConfig,
+        *,
+        image_size: int,
+        channels: int,
+        num_features: int,
+        name: str,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.mode = cfg.mode
+        self.weight = float(cfg.weight)
+        self.expand = bool(cfg.expand) and cfg.mode == "predict"
+        self.size = cfg.size or max(round(image_size * cfg.size_ratio), 1)
+        scale = (cfg.scale_min, cfg.scale_max)
+        self.augment = make_augment(cfg.augment, self.size, scale, augment_cfg)
+        self.parts = str(cfg.transform).split("+")
+        d = num_features if cfg.mode == "predict" else 2 * num_features
+        hidden = cfg.head_hidden or 4 * num_features
+        if cfg.mode == "regress":
+            self.transformation = None
+            self.heads = nn.ModuleList(
+                [transformation_head(d, hidden, PARAMS_PER_PART * len(self.parts))]
+            )
+            return
+        t = get_transformation(cfg.transform, self.size, channels)
+        if cfg.mode == "relative" and t.relative is None:
+            raise ConfigError(
+                f"mode=relative needs a group (an element relating two copies): "
+                f"'{cfg.transform}' is not one; use rotation, hflip, vflip, jigsaw, invert or rotflip"
+            )
+        self.transformation = t
+        self.separate = cfg.heads == "separate" and len(t.factors) > 1
+        sizes = [f.num_labels for f in t.factors] if self.separate else [t.num_labels]
+        self.heads = nn.ModuleList(transformation_head(d, hidden, k) for k in sizes)
+
+    # -- views -------------------------------------------------------------------------------
+    def views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The term's views (float in [0, 1]) and their targets, from a uint8 batch.
+
+        predict: N views (one sampled element each) or K*N (every element, blocks in label
+        order); relative: 2N (two transformed copies of one base view), targets the relating
+        element; regress: 2N (two augmented views), targets their parameter difference.
+        """
+        if self.mode == "regress":
+            (v1, p1), (v2, p2) = (
+                self.augment(images, generator, return_params=True) for _ in range(2)
+            )
+            source = images.shape[-1]
+            diff = view_parameters(p1, self.parts, source) - view_parameters(p2, self.parts, source)
+            return torch.cat([v1, v2]), diff
+        t = self.transformation
+        x = self.augment(images, generator)
+        if self.expand:
+            return t.expand(x)
+        if self.mode == "predict":
+            labels = t.sample(x.shape[0], generator, x.device)
+            return t.apply(x, labels), labels
+        a = t.sample(x.shape[0], generator, x.device)
+        b = t.sample(x.shape[0], generator, x.device)
+        table = t.relative.to(x.device)
+        return torch.cat([t.apply(x, a), t.apply(x, b)]), table[a, b]
+
+    # -- loss --------------------------------------------------------------------------------
+    def head_input(self, h: Tensor) -> Tensor:
+        if self.mode == "predict":
+            return h
+        n = h.shape[0] // 2
+        return torch.cat([h[:n], h[n:]], 1)
+
+    def logits(self, h: Tensor) -> list[Tensor]:
+        x = self.head_input(h)
+        return [head(x) for head in self.heads]
+
+    def loss(self, h: Tensor, targets: Tensor) -> tuple[Tensor, Metrics]:
+        """The term's unweighted loss and metrics from backbone features of its views."""
+        outputs = self.logits(h)
+        if self.mode == "regress":
+            mse = F.mse_loss(outputs[0].float(), targets.float())
+            return mse, {f"{self.name}_loss": mse.detach()}
+        labels = self.transformation.split_labels(targets) if self.separate else [targets]
+        losses, hits = [], None
+        for logits, y in zip(outputs, labels, strict=True):
+            ce, _ = prediction_loss(logits, y)
+            losses.append(ce)
+            right = logits.argmax(1) == y
+            hits = right if hits is None else hits & right
+        loss = torch.stack(losses).mean()
+        acc = hits.float().mean().detach()
+        return loss, {f"{self.name}_loss": loss.detach(), f"{self.name}_acc": acc}
+
+    @torch.no_grad()
+    def predict(self, h: Tensor) -> Tensor:
+        """Predicted joint labels of `predict`-mode views from their features."""
+        outputs = [o.argmax(1) for o in self.logits(h)]
+        if not self.separate:
+            return outputs[0]
+        label = torch.zeros_like(outputs[0])
+        for factor, out in zip(self.transformation.factors, outputs, strict=True):
+            label = label * factor.num_labels + out
+        return label

@@ -291,7 +291,15 @@ def apply_overrides(cfg: DictConfig, args: list[str]) -> DictConfig:
     return cfg
 
 
+def _normalize(cfg: DictConfig) -> None:
+    # YAML 1.1 reads a bare `off` as false, which a string field stores as "False".
+    for term in cfg.method.equivariance:
+        if str(term.role) in ("False", "false"):
+            term.role = "off"
+
+
 def _check_choices(cfg: DictConfig) -> None:
+    _normalize(cfg)
     for key, choices in CHOICES.items():
         if ".*." in key:
             head, tail = key.split(".*.")

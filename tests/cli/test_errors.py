@@ -33,6 +33,37 @@ from equissl.cli import main
             ["pretrain", "demo", "eval.linear.epochs=0"],
             "'eval.linear.epochs': 0; it must be positive",
         ),
+        (
+            ["pretrain", "pretext", "method.equivariance.0.transform=spin"],
+            "bad value for 'method.equivariance.0.transform': 'spin'; choose one of rotation",
+        ),
+        (["pretrain", "pretext", "method.equivariance.0.transform=rotation+spin"], "'spin'"),
+        (
+            ["pretrain", "pretext", "method.equivariance.0.role=ignore"],
+            "choose one of equivariance, invariance, off",
+        ),
+        (
+            ["pretrain", "pretext", "method.equivariance.0.role=invariance"],
+            "needs at least one method.equivariance term with role=equivariance",
+        ),
+        (
+            ["pretrain", "pretext", "method.equivariance.0.mode=regress"],
+            "'rotation'; choose one of crop, jitter",
+        ),
+        (
+            [
+                "pretrain",
+                "pretext",
+                "method.equivariance.0.mode=relative",
+                "optim.epochs=1",
+                "method.equivariance.0.transform=blur",
+            ],
+            "'blur' is not one",
+        ),
+        (["pretrain", "eval.equivariance=[spin]"], "'eval.equivariance.0': 'spin'"),
+        (["pretrain", "method.classifier=adversarial"], "choose one of detached, joint, eliminate"),
+        (["experiment", "nosuch"], "experiment needs one name"),
+        (["experiment", "transformations", "scale=huge"], "unknown scale 'huge'"),
         (["eval"], "eval needs ckpt=PATH"),
         (["eval", "ckpt=/no/such.ckpt"], "checkpoint not found: /no/such.ckpt"),
         (["frobnicate"], "unknown command 'frobnicate'"),

@@ -85,6 +85,8 @@ class EquivarianceTerm(nn.Module):
                 f"'{cfg.transform}' is not one; use rotation, hflip, vflip, jigsaw, invert or rotflip"
             )
         self.transformation = t
+        if cfg.mode == "relative":  # moves with the module: no copy to the device per step
+            self.register_buffer("relative_table", t.relative.clone(), persistent=False)
         self.separate = cfg.heads == "separate" and len(t.factors) > 1
         sizes = [f.num_labels for f in t.factors] if self.separate else [t.num_labels]
         self.heads = nn.ModuleList(transformation_head(d, hidden, k) for k in sizes)
@@ -113,8 +115,7 @@ class EquivarianceTerm(nn.Module):
             return t.apply(x, labels), labels
         a = t.sample(x.shape[0], generator, x.device)
         b = t.sample(x.shape[0], generator, x.device)
-        table = t.relative.to(x.device)
-        return torch.cat([t.apply(x, a), t.apply(x, b)]), table[a, b]
+        return torch.cat([t.apply(x, a), t.apply(x, b)]), self.relative_table[a, b]
 
     # -- loss --------------------------------------------------------------------------------
     def head_input(self, h: Tensor) -> Tensor:

@@ -1,0 +1,146 @@
+"""Roles and modes of a term against exact references: invariance-role views are transformed
+plain views, relative targets relate the two copies, regress targets are parameter differences,
+the class-information modes add or subtract the class loss, BYOL's target follows its EMA."""
+
+import pytest
+import torch
+
+from equissl.config import build_config
+from equissl.methods import Method
+from equissl.methods.invariance import BYOL
+
+SIZE = 12
+
+
+def _method(presets, overrides) -> Method:
+    torch.manual_seed(0)
+    cfg = build_config(presets, ["backbone.width=4", *overrides])
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    return Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=mean, std=std)
+
+
+def _batch(n: int = 8):
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (n, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
+    return images, torch.randint(0, 4, (n,), generator=g)
+
+
+def test_invariance_role_rotates_each_invariance_view_by_a_sampled_element():
+    images, _ = _batch()
+    plain = _method(["simclr"], []).make_views(images, torch.Generator().manual_seed(5))
+    rolled = _method(
+        ["simclr"], ["method.equivariance=[{transform: rotation, role: invariance}]"]
+    ).make_views(images, torch.Generator().manual_seed(5))
+    assert set(rolled) == {"invariance"}  # no term, no head: the rotation is only applied
+    turns = []
+    for a, b in zip(plain["invariance"], rolled["invariance"], strict=True):
+        matches = [k for k in range(4) if torch.equal(torch.rot90(a, k, (1, 2)), b)]
+        assert len(matches) == 1
+        turns.append(matches[0])
+    assert len(set(turns)) > 1  # elements are drawn per view, not once per batch
+
+
+def test_off_role_is_ignored():
+    images, labels = _batch()
+    off = _method(["esimclr"], ["method.equivariance.0.role=off"])
+    assert len(off.terms) == 0 and not off.invariant_transforms
+    ref = _method(["simclr"], [])
+    loss_off, _ = off.loss(images, labels, torch.Generator().manual_seed(1))
+    loss_ref, _ = ref.loss(images, labels, torch.Generator().manual_seed(1))
+    assert float(loss_off) == pytest.approx(float(loss_ref), rel=1e-6)
+
+
+@pytest.mark.parametrize("transform", ["rotation", "jigsaw", "rotflip", "invert"])
+def test_relative_targets_relate_the_two_copies(transform):
+    method = _method(
+        ["pretext"],
+        [f"method.equivariance.0.transform={transform}", "method.equivariance.0.mode=relative"],
+    )
+    images, _ = _batch()
+    views = method.make_views(images, torch.Generator().manual_seed(2))
+    n = images.shape[0]
+    first, second, targets = views["0"][:n], views["0"][n:], views["0/targets"]
+    t = method.terms[0].transformation
+    assert torch.allclose(t.apply(first, targets), second, atol=1e-6)
+    assert method.terms[0].heads[0][0].in_features == 2 * method.backbone.num_features
+
+
+def test_regress_targets_are_view_parameter_differences():
+    method = _method(
+        ["pretext"],
+        [
+            "method.equivariance.0.transform=crop+jitter",
+            "method.equivariance.0.mode=regress",
+            "method.equivariance.0.augment=simclr",
+            "method.equivariance.0.size_ratio=1.0",
+        ],
+    )
+    images, _ = _batch()
+    term = method.terms[0]
+    g = torch.Generator().manual_seed(4)
+    views, targets = term.views(images, g)
+    g = torch.Generator().manual_seed(4)
+    (_, p1), (_, p2) = (term.augment(images, g, return_params=True) for _ in range(2))
+
+    def vector(p):
+        top, left, h, w = p["boxes"].float().unbind(1)
+        box = torch.stack([top + h / 2, left + w / 2, h, w], 1) / SIZE
+        return torch.cat([box, p["jitter"].float()], 1)
+
+    assert views.shape == (2 * images.shape[0], 3, SIZE, SIZE)
+    assert torch.allclose(targets, vector(p1) - vector(p2))
+
+
+def test_regress_term_reuses_the_invariance_views():
+    method = _method(
+        ["simclr"],
+        ["method.equivariance=[{transform: crop, mode: regress, weight: 1.0}]"],
+    )
+    views = method.make_views(_batch()[0], torch.Generator().manual_seed(1))
+    assert set(views) == {"invariance", "0/targets"}
+    assert views["0/targets"].shape == (8, 4)
+
+
+def test_class_information_modes_add_or_subtract_the_class_loss():
+    images, labels = _batch()
+    out = {}
+    for mode in ("detached", "joint", "eliminate"):
+        method = _method(["pretext"], [f"method.classifier={mode}", "method.class_weight=0.5"])
+        out[mode] = method.loss(images, labels, torch.Generator().manual_seed(9))
+    base = float(out["detached"][0])
+    class_loss = float(out["joint"][1]["class_loss"])
+    assert class_loss > 0
+    assert float(out["joint"][0]) == pytest.approx(base + 0.5 * class_loss, rel=1e-5)
+    assert float(out["eliminate"][0]) == pytest.approx(base - 0.5 * class_loss, rel=1e-5)
+    # The class loss equals the online classifier's loss (same head, same features).
+    assert class_loss == pytest.approx(float(out["joint"][1]["online_loss"]), rel=1e-5)
+
+
+def test_class_loss_reaches_the_encoder_only_in_joint_and_eliminate_modes():
+    images, labels = _batch()
+    grads = {}
+    for mode in ("detached", "joint", "eliminate"):
+        method = _method(["pretext"], [f"method.classifier={mode}"])
+        loss, _ = method.loss(images, labels, torch.Generator().manual_seed(9))
+        loss.backward()
+        grads[mode] = method.backbone.stem[0].weight.grad.clone()
+    joint_part = grads["joint"] - grads["detached"]
+    assert joint_part.abs().sum() > 0
+    assert torch.allclose(grads["eliminate"] - grads["detached"], -joint_part, atol=1e-6)
+
+
+def test_byol_target_is_an_ema_of_the_online_networks():
+    method = _method(["byol"], ["method.ema=0.9"])
+    byol = method.invariance
+    assert isinstance(byol, BYOL)
+    with torch.no_grad():
+        for p in method.backbone.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in byol.target_parameters()]
+    online = [*method.backbone.parameters(), *byol.projector.parameters()]
+    method.after_step(0.0)  # progress 0: momentum = base = 0.9
+    for old, new, o in zip(before, byol.target_parameters(), online, strict=True):
+        assert torch.allclose(new, 0.9 * old + 0.1 * o, atol=1e-6)
+    assert byol.momentum(1.0) == pytest.approx(1.0)
+    assert not any(p.requires_grad for p in byol.target_parameters())
+    assert "invariance.target_backbone.stem.0.weight" in method.state_dict()

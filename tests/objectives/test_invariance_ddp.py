@@ -45,8 +45,8 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
 def test_ddp_gloo_matches_single_process_on_global_batch(tmp_path):
     out = str(tmp_path / "ddp.pt")
     init = f"file://{tmp_path / 'rendezvous'}"
-    # fork: the children need not re-import torch, which keeps this test around a second.
-    mp.start_processes(_worker, args=(2, init, out), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: a child forked while the parent's OpenMP threads hold a lock can hang.
+    mp.spawn(_worker, args=(2, init, out), nprocs=2, join=True)
     ddp = torch.load(out)
 
     x1, x2 = _data()

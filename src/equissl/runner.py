@@ -149,8 +149,8 @@ def evaluate_method(
         data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
     )
     out.update(accuracy)
-    if accuracy:  # the first predicted transformation, under one name for tables across runs
-        out["transform_acc"] = next(iter(accuracy.values()))
+    if method.first_predicted is not None:  # one name for tables across transformations
+        out["transform_acc"] = accuracy[f"{method.first_predicted}_acc"]
     if cfg.eval.equivariance:
         out.update(
             equivariance_metrics(

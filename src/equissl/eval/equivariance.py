@@ -9,18 +9,17 @@ the K - 1 non-identity elements: 1.0 means the features do not see the transform
 
 from __future__ import annotations
 
-import contextlib
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from equissl.augment.stats import normalize, to_float
 from equissl.errors import UserError
-from equissl.eval.features import eval_mode
+from equissl.eval.features import eval_mode, extract_features
 from equissl.eval.linear import init_heads, linear_probe, standardise
+from equissl.transforms import get_transformation
 
 __all__ = ["equivariance_metrics", "invariance_score", "mlp_probe"]
 
@@ -44,50 +43,9 @@ def invariance_score(features_a: Tensor, features_b: Tensor) -> float:
     return F.cosine_similarity(a, b, dim=1, eps=1e-12).mean().item()
 
 
-def _get_transformation(name: str, size: int, channels: int):
-    # imported on use: equissl.eval stays importable whatever state equissl.transforms is in
-    from equissl.transforms import get_transformation
-
-    return get_transformation(name, size, channels)
-
-
 def _label_generator(seed: int, name: str) -> torch.Generator:
     """A generator per (seed, transformation name): labels do not depend on the order of names."""
     return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63)
-
-
-@torch.no_grad()
-def _encode(
-    backbone: nn.Module,
-    images: Tensor,
-    labels: Tensor | None,
-    apply: Callable[[Tensor, Tensor], Tensor] | None,
-    *,
-    mean: Tensor,
-    std: Tensor,
-    batch_size: int,
-    device: torch.device,
-) -> Tensor:
-    """Features (N, D) float32 on `device` of uint8 `images` transformed by per-image `labels`.
-
-    to_float -> apply(x, labels) -> normalize -> backbone, batch by batch (the caller holds the
-    backbone in eval mode); `apply=None` encodes the images as they are.
-    """
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = to_float(images[start : start + batch_size].to(device))
-        if apply is not None:
-            x = apply(x, labels[start : start + batch_size].to(device))
-        x = normalize(x, mean, std)
-        with autocast:
-            feats = backbone(x)
-        out.append(feats.flatten(1).float())
-    return torch.cat(out)
 
 
 def mlp_probe(
@@ -194,7 +152,7 @@ def equivariance_metrics(
             raise UserError(f"{key} must be at least 1, got {value}")
     device = torch.device(device)
     channels, size = train_images.shape[1], train_images.shape[2]
-    transformations = [_get_transformation(name, size, channels) for name in names]
+    transformations = [get_transformation(name, size, channels) for name in names]
     for t in transformations:
         if t.num_labels < 2:
             raise UserError(f"transformation {t.name!r} has {t.num_labels} element(s), need 2+")
@@ -206,21 +164,13 @@ def equivariance_metrics(
     test_images = test_images[test_idx.to(test_images.device)]
     n_train, n_test = train_images.shape[0], test_images.shape[0]
 
-    def encode(images: Tensor, labels: Tensor | None, apply) -> Tensor:
-        return _encode(
-            backbone,
-            images,
-            labels,
-            apply,
-            mean=mean,
-            std=std,
-            batch_size=batch_size,
-            device=device,
-        )
+    def encode(images: Tensor, labels: Tensor | None = None, apply=None) -> Tensor:
+        kw = dict(mean=mean, std=std, batch_size=batch_size, device=device)
+        return extract_features(backbone, images, transform=apply, labels=labels, **kw).to(device)
 
     results: dict[str, float] = {}
     with eval_mode(backbone):
-        plain_test = encode(test_images, None, None)
+        plain_test = encode(test_images)
         for name, t in zip(names, transformations, strict=True):
             k = t.num_labels
             gen = _label_generator(seed, name)

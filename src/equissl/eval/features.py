@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -47,11 +48,15 @@ def extract_features(
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     size: int = 0,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Encode uint8 (N,C,H,W) images with `encoder` in eval mode; return float32 (N, D) on CPU.
 
     Each batch goes to `device`, is scaled to [0,1], resized to size x size when `size` > 0
-    (bilinear, antialiased) and normalised with per-channel `mean`/`std` given in [0,1] units.
+    (bilinear, antialiased), transformed by `transform(x, labels)` when given (a
+    Transformation's `apply`, one label per image, as in training) and normalised with
+    per-channel `mean`/`std` given in [0,1] units.
     On CUDA the encoder runs under bfloat16 autocast. The encoder's train/eval modes (of every
     submodule) are restored afterwards.
     """
@@ -70,6 +75,8 @@ def extract_features(
     with eval_mode(encoder), autocast:
         for start in range(0, images.shape[0], batch_size):
             x = resize_float(to_float(images[start : start + batch_size].to(device)), size)
+            if transform is not None:
+                x = transform(x, labels[start : start + batch_size].to(device))
             feats = encoder((x - mean) / std)
             out.append(feats.flatten(1).float().cpu())
     return torch.cat(out)

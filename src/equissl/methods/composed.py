@@ -18,12 +18,12 @@ from torch import nn
 from equissl.augment import normalize, resize_float, to_float
 from equissl.eval.features import eval_mode
 from equissl.methods.invariance import BYOL, build_invariance
-from equissl.methods.terms import EquivarianceTerm, make_augment, view_parameters
+from equissl.methods.terms import EquivarianceTerm, make_augment, parameter_difference
 from equissl.models import build_backbone
 from equissl.transforms import get_transformation
 
 
-def term_names(terms) -> list[str]:
+def term_names(terms: list[DictConfig]) -> list[str]:
     """Metric names of the active equivariance terms: the transformation, with the mode when it
     is not `predict`, and an index where two terms would share a name."""
     names = []
@@ -88,6 +88,9 @@ class Method(nn.Module):
             )
             for t, name in zip(active, term_names(active), strict=True)
         )
+        # The first predicted term's accuracy is also logged as `transform_acc`, one name
+        # across runs of different transformations.
+        self.first_predicted = next((t.name for t in self.terms if t.mode == "predict"), None)
         self.classifier = nn.Linear(d, num_classes)
         self.classifier_mode = m.classifier
         self.class_weight = float(m.class_weight)
@@ -119,12 +122,11 @@ class Method(nn.Module):
             draws = [self.view_augment(images, generator, return_params=params) for _ in range(2)]
             if params:
                 (v1, p1), (v2, p2) = draws
-                source = images.shape[-1]
                 for i, term in enumerate(self.terms):
                     if self._reuses_invariance_views(term):
-                        out[f"{i}/targets"] = view_parameters(
-                            p1, term.parts, source
-                        ) - view_parameters(p2, term.parts, source)
+                        out[f"{i}/targets"] = parameter_difference(
+                            p1, p2, term.parts, images.shape[-1]
+                        )
                 draws = [v1, v2]
             views = torch.cat(draws)
             for t in self.invariant_transforms:
@@ -158,9 +160,8 @@ class Method(nn.Module):
             metrics.update(parts)
             if probe is None:
                 probe = h[:n]
-        first = next((t.name for t in self.terms if t.mode == "predict"), None)
-        if first is not None:  # one name across runs of different transformations
-            metrics["transform_acc"] = metrics[f"{first}_acc"]
+        if self.first_predicted is not None:
+            metrics["transform_acc"] = metrics[f"{self.first_predicted}_acc"]
         online_loss, metrics["online_acc"] = masked_cross_entropy(
             self.classifier(probe.detach().float()), labels
         )
@@ -180,7 +181,7 @@ class Method(nn.Module):
     def after_step(self, progress: float) -> None:
         """Per-step updates outside the optimiser (BYOL's target); progress in [0, 1]."""
         if isinstance(self.invariance, BYOL):
-            self.invariance.update_target(progress)
+            self.invariance.update_target(self.backbone, progress)
 
     @torch.no_grad()
     def transformation_accuracy(

@@ -64,7 +64,6 @@ class BYOL(nn.Module):
         hidden = m.proj_hidden or 8 * d
         self.projector = mlp(d, hidden, out, layers=2)
         self.predictor = mlp(out, m.pred_hidden or hidden, out, layers=2)
-        self.online = [backbone]  # a plain list: not registered twice in the state dict
         self.target_backbone = copy.deepcopy(backbone)
         self.target_projector = copy.deepcopy(self.projector)
         for p in self.target_parameters():
@@ -87,17 +86,14 @@ class BYOL(nn.Module):
         return 1 - (1 - self.base_momentum) * (math.cos(math.pi * min(progress, 1.0)) + 1) / 2
 
     @torch.no_grad()
-    def update_target(self, progress: float) -> None:
-        """Move the target towards the online networks (called after each optimiser step)."""
+    def update_target(self, backbone: nn.Module, progress: float) -> None:
+        """Move the target towards the online `backbone` and projector (after each optimiser
+        step); BatchNorm running statistics are copied, as the target is never trained."""
         tau = self.momentum(progress)
-        online = [*self.online[0].parameters(), *self.projector.parameters()]
-        target = list(self.target_parameters())
-        torch._foreach_lerp_(target, online, 1 - tau)
-        # BatchNorm running statistics are copied: the target is never trained itself.
-        for t, o in zip(self.target_backbone.buffers(), self.online[0].buffers(), strict=True):
-            t.copy_(o)
-        for t, o in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
-            t.copy_(o)
+        online = [*backbone.parameters(), *self.projector.parameters()]
+        torch._foreach_lerp_(list(self.target_parameters()), online, 1 - tau)
+        target_buffers = [*self.target_backbone.buffers(), *self.target_projector.buffers()]
+        torch._foreach_copy_(target_buffers, [*backbone.buffers(), *self.projector.buffers()])
 
 
 class BarlowTwins(nn.Module):

@@ -48,6 +48,13 @@ def view_parameters(params: dict[str, Tensor], parts: list[str], source_size: in
     return torch.cat(columns, 1)
 
 
+def parameter_difference(
+    first: dict[str, Tensor], second: dict[str, Tensor], parts: list[str], source_size: int
+) -> Tensor:
+    """AugSelf's regression target: the first view's parameter vector minus the second's."""
+    return view_parameters(first, parts, source_size) - view_parameters(second, parts, source_size)
+
+
 class EquivarianceTerm(nn.Module):
     """One term of a method: its view augmentation, its transformation, heads and weight."""
 
@@ -103,9 +110,7 @@ class EquivarianceTerm(nn.Module):
             (v1, p1), (v2, p2) = (
                 self.augment(images, generator, return_params=True) for _ in range(2)
             )
-            source = images.shape[-1]
-            diff = view_parameters(p1, self.parts, source) - view_parameters(p2, self.parts, source)
-            return torch.cat([v1, v2]), diff
+            return torch.cat([v1, v2]), parameter_difference(p1, p2, self.parts, images.shape[-1])
         t = self.transformation
         x = self.augment(images, generator)
         if self.expand:
@@ -134,15 +139,14 @@ class EquivarianceTerm(nn.Module):
         if self.mode == "regress":
             mse = F.mse_loss(outputs[0].float(), targets.float())
             return mse, {f"{self.name}_loss": mse.detach()}
-        labels = self.transformation.split_labels(targets) if self.separate else [targets]
-        losses, hits = [], None
-        for logits, y in zip(outputs, labels, strict=True):
-            ce, _ = prediction_loss(logits, y)
-            losses.append(ce)
-            right = logits.argmax(1) == y
-            hits = right if hits is None else hits & right
-        loss = torch.stack(losses).mean()
-        acc = hits.float().mean().detach()
+        if not self.separate:
+            loss, acc = prediction_loss(outputs[0], targets)
+        else:
+            labels = self.transformation.split_labels(targets)
+            pairs = list(zip(outputs, labels, strict=True))
+            loss = torch.stack([F.cross_entropy(o.float(), y) for o, y in pairs]).mean()
+            right = torch.stack([o.argmax(1) == y for o, y in pairs]).all(0)
+            acc = right.float().mean().detach()
         return loss, {f"{self.name}_loss": loss.detach(), f"{self.name}_acc": acc}
 
     @torch.no_grad()

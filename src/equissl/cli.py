@@ -122,10 +122,11 @@ def cmd_report(args: list[str]) -> None:
     print(f"wrote {out}.md, {out}.csv, {out}.png")
 
 
-EXPERIMENTS = ("transformations", "essl-cifar10", "class-information")
+EXPERIMENTS = ("transformations", "essl-cifar10", "class-information", "care", "ce-vs-care")
 
 
 def cmd_experiment(args: list[str]) -> None:
+    from equissl.config import experiment_path
     from equissl.sweep import load_sweep, run_sweep
 
     names, overrides = _split(args)
@@ -133,7 +134,9 @@ def cmd_experiment(args: list[str]) -> None:
         raise _Usage(f"experiment needs one name: {', '.join(EXPERIMENTS)}")
     scale = _pop(overrides, "scale") or "smoke"
     out_dir = _pop(overrides, "out_dir") or "runs"
-    table, root = run_sweep(load_sweep(names[0]), overrides, out_dir, scale=scale)
+    table, root = run_sweep(
+        load_sweep(str(experiment_path(names[0]))), overrides, out_dir, scale=scale
+    )
     print(table)
     print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
 

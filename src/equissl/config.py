@@ -46,11 +46,13 @@ class AugmentConfig:
 
 @dataclass
 class EquivarianceConfig:
-    transform: str = "rotation"  # a transformation (equissl.transforms) or a product "a+b"
+    transform: str = "rotation"  # a transformation (equissl.transforms), a product "a+b", or
+    #                              (mode care) `augment`: the whole base augmentation
     role: str = "equivariance"  # equivariance: predicted | invariance: applied at random to the
     #                             invariance views | off: ignored
     mode: str = "predict"  # predict: CE on the label | relative: the element relating two views
     #                        | regress: crop/jitter parameters of two views (AugSelf)
+    #                        | care: Gram matching, one pair of elements per chunk (CARE)
     heads: str = "joint"  # product transformations: joint (one head, product labels) | separate
     weight: float = 0.4  # lambda
     augment: str = "simclr"  # base augmentation of the transformed view
@@ -60,6 +62,9 @@ class EquivarianceConfig:
     scale_max: float = 1.0
     expand: bool = True  # every element per image (E-SSL's 4 rotations); false: one sampled
     head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
+    chunks: int = 16  # care: blocks of the batch that share one pair (t1, t2)
+    uniformity: float = 0.0  # care: weight of a uniformity term on its embeddings (non-collapse
+    #                          when there is no invariance loss: CARE's "equivariance only")
 
 
 @dataclass
@@ -136,6 +141,10 @@ class EvalConfig:
     #                                  MLP accuracy, invariance score) from frozen features
     equivariance_limit: int = 5000  # images per split for those probes
     equivariance_mlp_epochs: int = 30  # epochs of the MLP probe (Adam, batch 256)
+    geometry: list[str] = field(default_factory=list)  # transformations g whose linear map
+    #                     f(g x) ~ A f(x) is fitted: equivariance/orthogonality errors (CARE)
+    geometry_limit: int = 4000  # test images for those fits (half fit, half scored)
+    hue_sensitivity: bool = False  # cos(f(x), f(hue-shifted x)) for shifts 0..180 degrees, PNG
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
 
@@ -164,7 +173,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "method.invariance": ("simclr", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
     "method.classifier": ("detached", "joint", "eliminate"),
     "method.equivariance.*.role": ("equivariance", "invariance", "off"),
-    "method.equivariance.*.mode": ("predict", "relative", "regress"),
+    "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
     "method.equivariance.*.heads": ("joint", "separate"),
     "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
     "backbone.name": ("resnet18", "resnet34", "resnet50"),
@@ -190,6 +199,7 @@ POSITIVE = (
     "eval.knn.k",
     "eval.knn.temperature",
     "eval.equivariance_limit",
+    "eval.geometry_limit",
     "eval.equivariance_mlp_epochs",
 )
 NON_NEGATIVE = ("optim.epochs", "optim.warmup_epochs")  # 0 epochs: a randomly initialised encoder
@@ -197,7 +207,13 @@ NON_NEGATIVE = ("optim.epochs", "optim.warmup_epochs")  # 0 epochs: a randomly i
 
 def preset_names() -> list[str]:
     """Names of the YAML presets shipped in configs/ (without folder or suffix)."""
-    return sorted(p.stem for p in CONFIG_DIR.rglob("*.yaml"))
+    return sorted({p.stem for p in CONFIG_DIR.rglob("*.yaml")})
+
+
+def experiment_path(name: str) -> Path:
+    """The sweep file of a named experiment (configs/experiments/), which may share its name with
+    a method preset (`care`)."""
+    return CONFIG_DIR / "experiments" / f"{name}.yaml"
 
 
 def find_preset(name: str) -> Path:
@@ -208,6 +224,8 @@ def find_preset(name: str) -> Path:
             raise ConfigError(f"config file not found: {name}")
         return path
     matches = sorted(CONFIG_DIR.rglob(f"{name}.yaml"))
+    if len(matches) > 1:  # an experiment named as a method: the method preset
+        matches = [m for m in matches if m.parent.name != "experiments"]
     if len(matches) != 1:
         close = difflib.get_close_matches(name, preset_names(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -331,6 +349,7 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 CONTINUOUS = ("crop", "jitter")  # view parameters a `regress` term predicts
+AUGMENT = "augment"  # a `care` term whose transformation is its whole base augmentation
 
 
 def _check_terms(cfg: DictConfig) -> None:
@@ -346,6 +365,8 @@ def _check_terms(cfg: DictConfig) -> None:
     for i, term in enumerate(cfg.method.equivariance):
         key = f"method.equivariance.{i}"
         valid = CONTINUOUS if term.mode == "regress" and term.role == "equivariance" else TRANSFORMS
+        if term.mode == "care":
+            valid = (*TRANSFORMS, AUGMENT)
         parts = str(term.transform).split("+")
         for part in parts:
             if part not in valid:
@@ -359,15 +380,24 @@ def _check_terms(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"'{key}.role=invariance' needs an invariance method; method.invariance is none"
             )
+        if AUGMENT in parts and (
+            len(parts) > 1 or term.mode != "care" or term.role == "invariance"
+        ):
+            raise ConfigError(
+                f"bad value for '{key}.transform': 'augment' stands alone and needs mode=care"
+            )
+        if term.chunks < 1 or term.uniformity < 0:
+            raise ConfigError(f"bad care settings for '{key}': chunks >= 1 and uniformity >= 0")
         if term.size < 0 or not 0 < term.size_ratio <= 4:
             raise ConfigError(f"bad size for '{key}': size >= 0 and 0 < size_ratio <= 4")
-    for i, name in enumerate(cfg.eval.equivariance):
-        for part in str(name).split("+"):
-            if part not in TRANSFORMS:
-                raise ConfigError(
-                    f"bad value for 'eval.equivariance.{i}': {part!r}; choose one of "
-                    f"{', '.join(TRANSFORMS)} (or a product a+b)"
-                )
+    for key in ("equivariance", "geometry"):
+        for i, name in enumerate(cfg.eval[key]):
+            for part in str(name).split("+"):
+                if part not in TRANSFORMS:
+                    raise ConfigError(
+                        f"bad value for 'eval.{key}.{i}': {part!r}; choose one of "
+                        f"{', '.join(TRANSFORMS)} (or a product a+b)"
+                    )
     if len(cfg.method.vicreg_weights) != 3:
         raise ConfigError("method.vicreg_weights needs 3 numbers: similarity, variance, covariance")
     if cfg.method.classifier != "detached" and cfg.method.class_weight < 0:

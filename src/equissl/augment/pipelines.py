@@ -23,6 +23,7 @@ from equissl.augment.color import (
 )
 from equissl.augment.crop import apply_matrices, crop_matrices, full_boxes, sample_crop_boxes
 from equissl.augment.stats import UINT8_SCALE, resize_float, to_float
+from equissl.chunks import chunk_ids, chunk_sizes
 from equissl.errors import ConfigError
 
 PIPELINES = ("simclr", "cropflip", "none")
@@ -44,6 +45,18 @@ class Draw:
     ops: tuple[int, ...]  # jitter ops to run, in the order drawn for this batch
     gray: Tensor  # (N,) bool
 
+    def take(self, index: Tensor) -> Draw:
+        """The draw of image ``index[i]`` for each i: rows shared by several images."""
+        pick = functools.partial(torch.index_select, dim=0, index=index)
+        return Draw(
+            pick(self.boxes),
+            pick(self.flipped),
+            pick(self.jittered),
+            pick(self.factors),
+            self.ops,
+            pick(self.gray),
+        )
+
     def params(self) -> dict[str, Tensor]:
         return {
             "boxes": self.boxes,
@@ -55,9 +68,11 @@ class Draw:
 
 @dataclass(frozen=True)
 class Augment:
-    """A named pipeline; call it as ``augment(images, generator, return_params=False)``.
+    """A named pipeline; call it as ``augment(images, generator, return_params=False, chunks=0)``.
 
     ``images``: uint8 ``(N, C, H, W)`` with C in {1, 3}; ``generator`` lives on their device.
+    With ``chunks`` > 0 the batch is split into that many consecutive blocks
+    (``equissl.chunks``) and every image of a block gets the same random draw (CARE).
     Returns float32 ``(N, C, size, size)`` views in [0, 1], plus, with ``return_params``, a dict
     of per-image tensors: ``boxes`` (N, 4) as (top, left, h, w) pixels, ``flipped`` (N,) bool,
     ``jitter`` (N, 4) brightness/contrast/saturation factors and hue shift ((1, 1, 1, 0) where
@@ -77,7 +92,11 @@ class Augment:
         _check(self)
 
     def __call__(
-        self, images: Tensor, generator: torch.Generator, return_params: bool = False
+        self,
+        images: Tensor,
+        generator: torch.Generator,
+        return_params: bool = False,
+        chunks: int = 0,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(
@@ -87,7 +106,12 @@ class Augment:
         if self.name == "none":
             views = _resize(to_float(images), self.size)
             return (views, _no_draw(images).params()) if return_params else views
-        draw = self.draw(images, generator)
+        if chunks > 0:
+            ids = chunk_ids(images.shape[0], chunks, images.device)
+            draw = self.draw(images[: len(chunk_sizes(images.shape[0], chunks))], generator)
+            draw = draw.take(ids)
+        else:
+            draw = self.draw(images, generator)
         height, width = images.shape[-2:]
         wy, wx = crop_matrices(draw.boxes, height, width, self.size, draw.flipped, UINT8_SCALE)
         views = torch.empty(*images.shape[:2], self.size, self.size, device=images.device)

@@ -85,6 +85,7 @@ class Method(nn.Module):
                 channels=in_channels,
                 num_features=d,
                 name=name,
+                own_projector=self.shared_projector is None,
             )
             for t, name in zip(active, term_names(active), strict=True)
         )
@@ -97,6 +98,13 @@ class Method(nn.Module):
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
         self.channels_last = False
+
+    @property
+    def shared_projector(self) -> nn.Module | None:
+        """The invariance branch's projector, which CARE terms embed with (the official CARE code
+        shares SimCLR's); None for methods without one. Not a second registration: checkpoints
+        keep one copy of its weights."""
+        return getattr(self.invariance, "projector", None)
 
     def _reuses_invariance_views(self, term: EquivarianceTerm) -> bool:
         # AugSelf regresses the parameters of the invariance views when there are some.
@@ -155,7 +163,7 @@ class Method(nn.Module):
             probe = h_inv[:n]
         for i, term in enumerate(self.terms):
             h = h_inv if self._reuses_invariance_views(term) else self.encode(views[str(i)])
-            term_loss, parts = term.loss(h, views[f"{i}/targets"])
+            term_loss, parts = term.loss(h, views[f"{i}/targets"], self.shared_projector)
             total = total + term.weight * term_loss
             metrics.update(parts)
             if probe is None:
@@ -176,6 +184,12 @@ class Method(nn.Module):
             metrics["class_loss"] = class_loss.detach()
         metrics["loss"] = total.detach()
         return total + online_loss, metrics
+
+    def embedding_head(self) -> nn.Module | None:
+        """The projector whose (L2-normalised) output is the method's embedding: the first CARE
+        term's own projector, else the invariance branch's; None when there is none."""
+        own = (t.projector for t in self.terms if t.projector is not None)
+        return next(own, self.shared_projector)
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

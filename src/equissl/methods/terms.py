@@ -1,8 +1,11 @@
 """Equivariance terms: a transformation whose element (or view parameters) the encoder predicts.
 
 Modes: `predict` (cross-entropy on the label of the element applied, E-SSL), `relative` (the
-element relating two transformed copies of an image, E-SSL appendix H) and `regress` (the
-difference of two views' crop boxes and colour-jitter strengths, AugSelf).
+element relating two transformed copies of an image, E-SSL appendix H), `regress` (the
+difference of two views' crop boxes and colour-jitter strengths, AugSelf) and `care` (Gram
+matching of two copies transformed by one pair of elements per chunk, so that the
+transformation acts as an orthogonal map of the embedding; CARE, Gupta et al.). The transform
+`augment` with mode `care` is the term's whole base augmentation, drawn once per chunk.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from equissl.augment import build_augment
+from equissl.chunks import chunk_ids, chunk_sizes
 from equissl.errors import ConfigError
-from equissl.models import transformation_head
-from equissl.objectives import prediction_loss
+from equissl.models import projector, transformation_head
+from equissl.objectives import care_loss, prediction_loss, uniformity_loss
 from equissl.transforms import get_transformation
 
 Metrics = dict[str, Tensor]
 PARAMS_PER_PART = 4  # crop: centre y, centre x, height, width; jitter: 4 factors
+AUGMENT = "augment"  # mode care: the base augmentation itself is the transformation
 
 
 def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConfig):
@@ -67,7 +72,10 @@ class EquivarianceTerm(nn.Module):
         channels: int,
         num_features: int,
         name: str,
+        own_projector: bool = False,
     ) -> None:
+        """`own_projector`: a `care` term embeds with its own projector (d-4d-4d) instead of the
+        invariance branch's (for methods without one, e.g. a pure pretext task)."""
         super().__init__()
         self.name = name
         self.mode = cfg.mode
@@ -79,6 +87,19 @@ class EquivarianceTerm(nn.Module):
         self.parts = str(cfg.transform).split("+")
         d = num_features if cfg.mode == "predict" else 2 * num_features
         hidden = cfg.head_hidden or 4 * num_features
+        self.projector = None
+        if cfg.mode == "care":
+            self.chunks = int(cfg.chunks)
+            self.uniformity = float(cfg.uniformity)
+            self.heads = nn.ModuleList()
+            if own_projector:
+                self.projector = projector(num_features, hidden, 4 * num_features)
+            self.transformation = (
+                None
+                if cfg.transform == AUGMENT
+                else get_transformation(cfg.transform, self.size, channels)
+            )
+            return
         if cfg.mode == "regress":
             self.transformation = None
             self.heads = nn.ModuleList(
@@ -104,8 +125,12 @@ class EquivarianceTerm(nn.Module):
 
         predict: N views (one sampled element each) or K*N (every element, blocks in label
         order); relative: 2N (two transformed copies of one base view), targets the relating
-        element; regress: 2N (two augmented views), targets their parameter difference.
+        element; regress: 2N (two augmented views), targets their parameter difference; care:
+        2N (two copies, one pair of elements per chunk), targets the (2, N) element labels
+        (empty for `augment`, whose pair is a whole augmentation per chunk).
         """
+        if self.mode == "care":
+            return self._care_views(images, generator)
         if self.mode == "regress":
             (v1, p1), (v2, p2) = (
                 self.augment(images, generator, return_params=True) for _ in range(2)
@@ -122,6 +147,18 @@ class EquivarianceTerm(nn.Module):
         b = t.sample(x.shape[0], generator, x.device)
         return torch.cat([t.apply(x, a), t.apply(x, b)]), self.relative_table[a, b]
 
+    def _care_views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        t = self.transformation
+        if t is None:
+            views = [self.augment(images, generator, chunks=self.chunks) for _ in range(2)]
+            return torch.cat(views), images.new_zeros(0, dtype=torch.long)
+        x = self.augment(images, generator)
+        n = x.shape[0]
+        ids = chunk_ids(n, self.chunks, x.device)
+        k = len(chunk_sizes(n, self.chunks))
+        a, b = (t.sample(k, generator, x.device)[ids] for _ in range(2))
+        return torch.cat([t.apply(x, a), t.apply(x, b)]), torch.stack([a, b])
+
     # -- loss --------------------------------------------------------------------------------
     def head_input(self, h: Tensor) -> Tensor:
         if self.mode == "predict":
@@ -133,8 +170,13 @@ class EquivarianceTerm(nn.Module):
         x = self.head_input(h)
         return [head(x) for head in self.heads]
 
-    def loss(self, h: Tensor, targets: Tensor) -> tuple[Tensor, Metrics]:
-        """The term's unweighted loss and metrics from backbone features of its views."""
+    def loss(
+        self, h: Tensor, targets: Tensor, embed: nn.Module | None = None
+    ) -> tuple[Tensor, Metrics]:
+        """The term's unweighted loss and metrics from backbone features of its views; a `care`
+        term embeds them with its own projector or else with `embed` (the invariance branch's)."""
+        if self.mode == "care":
+            return self._care_loss(h, embed)
         outputs = self.logits(h)
         if self.mode == "regress":
             mse = F.mse_loss(outputs[0].float(), targets.float())
@@ -148,6 +190,18 @@ class EquivarianceTerm(nn.Module):
             right = torch.stack([o.argmax(1) == y for o, y in pairs]).all(0)
             acc = right.float().mean().detach()
         return loss, {f"{self.name}_loss": loss.detach(), f"{self.name}_acc": acc}
+
+    def _care_loss(self, h: Tensor, embed: nn.Module | None) -> tuple[Tensor, Metrics]:
+        z = (self.projector or embed)(h)
+        z1, z2 = z.chunk(2)
+        loss = care_loss(z1, z2, self.chunks)
+        metrics = {f"{self.name}_loss": loss.detach()}
+        if self.uniformity:
+            # Within each copy: the two copies of an image are not pushed apart.
+            spread = (uniformity_loss(z1) + uniformity_loss(z2)) / 2
+            loss = loss + self.uniformity * spread
+            metrics[f"{self.name}_uniformity"] = spread.detach()
+        return loss, metrics
 
     @torch.no_grad()
     def predict(self, h: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
 """Losses: pure functions of tensors."""
 
 from equissl.objectives.barlow_twins import barlow_twins_loss
+from equissl.objectives.care import care_loss, uniformity_loss
 from equissl.objectives.cosine import byol_loss, negative_cosine, simsiam_loss
 from equissl.objectives.ntxent import nt_xent
 from equissl.objectives.predict import prediction_loss
@@ -9,9 +10,11 @@ from equissl.objectives.vicreg import vicreg_loss
 __all__ = [
     "barlow_twins_loss",
     "byol_loss",
+    "care_loss",
     "negative_cosine",
     "nt_xent",
     "prediction_loss",
     "simsiam_loss",
+    "uniformity_loss",
     "vicreg_loss",
 ]

@@ -1,0 +1,49 @@
+"""Hue-sensitivity plot: cos(f(x), f(hue(x))) against the hue shift, one line per run."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from equissl.errors import UserError
+from equissl.reports.atomic import write_bytes_atomic
+
+
+def plot_sensitivity(
+    curves: dict[str, dict[str, list[float]]],
+    out_png: str | Path,
+    *,
+    space: str = "emb",
+    title: str = "hue sensitivity",
+) -> Path:
+    """Plot each run's hue-sensitivity curve (values of `curves`, as returned by
+    `equissl.eval.hue_sensitivity`, keyed by run label) for `space`, plus one more subplot per
+    other space present in every run; write the PNG atomically and return its path. Rendered
+    with Agg on a private Figure (no screen, pyplot's global state untouched).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise UserError("no hue-sensitivity curves to plot")
+    common = set.intersection(*(set(c) for c in curves.values())) - {"degrees"}
+    if space not in common:
+        raise UserError(f"space {space!r} is missing from some hue-sensitivity curves")
+    for label, curve in curves.items():
+        if "degrees" not in curve:
+            raise UserError(f"hue-sensitivity curve {label!r} has no 'degrees'")
+    shown = [space] + sorted(common - {space})
+    fig = Figure(figsize=(4.5 * len(shown), 3.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title)
+    for ax, name in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown, strict=True):
+        for label, curve in curves.items():
+            ax.plot(curve["degrees"], curve[name], label=label, marker="o", markersize=3)
+        ax.set_title(name)
+        ax.set_xlabel("hue shift (degrees)")
+        ax.set_ylabel("cos(f(x), f(hue(x)))")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return write_bytes_atomic(out_png, buf.getvalue())

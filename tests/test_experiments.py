@@ -9,7 +9,9 @@ from equissl.cli import main
 from equissl.sweep import load_sweep
 
 
-@pytest.mark.parametrize("name", ["transformations", "essl-cifar10", "class-information"])
+@pytest.mark.parametrize(
+    "name", ["transformations", "essl-cifar10", "class-information", "care", "ce-vs-care"]
+)
 def test_every_experiment_has_the_three_scales(name):
     assert set(load_sweep(name).scales) == {"smoke", "cpu", "paper"}
 
@@ -39,3 +41,31 @@ def test_class_information_study_at_smoke_scale(tmp_path):
     joint = json.loads((root / "joint-1" / "results.json").read_text())
     assert joint["method"] == "none+rotation:predict/joint1"
     assert "train_online_acc" in joint
+
+
+def test_care_study_at_smoke_scale_reports_the_geometry(tmp_path, capsys):
+    assert main(["experiment", "care", "scale=smoke", f"out_dir={tmp_path}"]) == 0
+    root = tmp_path / "care-smoke"
+    care = json.loads((root / "care-s0" / "results.json").read_text())
+    simclr = json.loads((root / "simclr-s0" / "results.json").read_text())
+    assert care["method"] == "simclr+augment:care" and simclr["method"] == "simclr"
+    for row in (care, simclr):
+        for key in ("equiv_err", "orth_err", "pow4_err", "procrustes_err", "inv_cos"):
+            assert f"emb_rotation_{key}" in row and f"feat_rotation_{key}" in row
+        assert row["hue_sensitivity"]["degrees"][-1] == 180
+        assert row["hue_sensitivity"]["emb"][0] == pytest.approx(1.0, abs=1e-4)
+    assert "train/augment_care_loss" in (root / "care-s0" / "metrics.csv").read_text()
+    assert (root / "care-s0" / "hue_sensitivity.png").stat().st_size > 0
+    assert (root / "hue_sensitivity.png").stat().st_size > 0
+    assert "| simclr+augment:care |" in (root / "results.md").read_text()
+
+
+def test_ce_vs_care_study_at_smoke_scale(tmp_path):
+    assert main(["experiment", "ce-vs-care", "scale=smoke", f"out_dir={tmp_path}"]) == 0
+    root = tmp_path / "ce-vs-care-smoke"
+    ce = json.loads((root / "rotation-ce" / "results.json").read_text())
+    care = json.loads((root / "rotation-care" / "results.json").read_text())
+    assert ce["method"] == "none+rotation:predict" and "transform_acc" in ce
+    assert care["method"] == "none+rotation:care" and "transform_acc" not in care
+    assert "train/rotation_care_uniformity" in (root / "rotation-care" / "metrics.csv").read_text()
+    assert "emb_rotation_equiv_err" in care

@@ -107,26 +107,40 @@ def cmd_sweep(args: list[str]) -> None:
 
 
 def cmd_report(args: list[str]) -> None:
-    from equissl.reports import collect_results, markdown_table, plot_curves, write_table
+    from equissl.reports import (
+        collect_results,
+        markdown_table,
+        plot_curves,
+        plot_rows_sensitivity,
+        write_table,
+    )
     from equissl.sweep import DEFAULT_COLUMNS
 
     dirs, overrides = _split(args)
     out = _pop(overrides, "out") or "report"
     group_by = _pop(overrides, "group_by")
+    filename = _pop(overrides, "file") or "results.json"
+    columns = _pop(overrides, "columns")
+    columns = columns.split(",") if columns else DEFAULT_COLUMNS
     if overrides or not dirs:
-        raise _Usage("report takes run folders and optional out=STEM group_by=COLUMN")
-    rows = collect_results(dirs)
-    write_table(rows, DEFAULT_COLUMNS, out, group_by=group_by)
+        raise _Usage(
+            "report takes run folders and optional out=STEM group_by=COLUMN "
+            "file=results.json|eval.json columns=A,B,..."
+        )
+    rows = collect_results(dirs, filename)
+    write_table(rows, columns, out, group_by=group_by)
     plot_curves(dirs, f"{out}.png")
-    print(markdown_table(rows, DEFAULT_COLUMNS, group_by=group_by))
-    print(f"wrote {out}.md, {out}.csv, {out}.png")
+    written = [f"{out}.md", f"{out}.csv", f"{out}.png"]
+    if plot_rows_sensitivity(rows, f"{out}-hue.png"):
+        written.append(f"{out}-hue.png")
+    print(markdown_table(rows, columns, group_by=group_by))
+    print(f"wrote {', '.join(written)}")
 
 
 EXPERIMENTS = ("transformations", "essl-cifar10", "class-information", "care", "ce-vs-care")
 
 
 def cmd_experiment(args: list[str]) -> None:
-    from equissl.config import experiment_path
     from equissl.sweep import load_sweep, run_sweep
 
     names, overrides = _split(args)
@@ -134,9 +148,7 @@ def cmd_experiment(args: list[str]) -> None:
         raise _Usage(f"experiment needs one name: {', '.join(EXPERIMENTS)}")
     scale = _pop(overrides, "scale") or "smoke"
     out_dir = _pop(overrides, "out_dir") or "runs"
-    table, root = run_sweep(
-        load_sweep(str(experiment_path(names[0]))), overrides, out_dir, scale=scale
-    )
+    table, root = run_sweep(load_sweep(names[0]), overrides, out_dir, scale=scale)
     print(table)
     print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
 

@@ -210,10 +210,14 @@ def preset_names() -> list[str]:
     return sorted({p.stem for p in CONFIG_DIR.rglob("*.yaml")})
 
 
-def experiment_path(name: str) -> Path:
-    """The sweep file of a named experiment (configs/experiments/), which may share its name with
-    a method preset (`care`)."""
-    return CONFIG_DIR / "experiments" / f"{name}.yaml"
+def sweep_path(name: str) -> Path:
+    """A sweep file by name: configs/experiments/ and configs/sweeps/ first (an experiment may
+    share its name with a method preset: `care`), then any preset or a path."""
+    for folder in ("experiments", "sweeps"):
+        path = CONFIG_DIR / folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return find_preset(name)
 
 
 def find_preset(name: str) -> Path:
@@ -368,6 +372,12 @@ def _check_terms(cfg: DictConfig) -> None:
         if term.mode == "care":
             valid = (*TRANSFORMS, AUGMENT)
         parts = str(term.transform).split("+")
+        if AUGMENT in parts and (
+            len(parts) > 1 or term.mode != "care" or term.role == "invariance"
+        ):
+            raise ConfigError(
+                f"bad value for '{key}.transform': 'augment' stands alone and needs mode=care"
+            )
         for part in parts:
             if part not in valid:
                 raise ConfigError(

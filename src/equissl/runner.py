@@ -14,14 +14,24 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.augment import channel_stats
 from equissl.config import to_yaml
 from equissl.data import DataSplits, load_data
 from equissl.errors import UserError
-from equissl.eval import equivariance_metrics, extract_features, knn_accuracy, linear_probe
+from equissl.eval import (
+    equivariance_metrics,
+    extract_features,
+    geometry_metrics,
+    hue_sensitivity,
+    knn_accuracy,
+    linear_probe,
+)
+from equissl.eval.features import eval_mode
 from equissl.methods import Method
+from equissl.reports import plot_sensitivity
 from equissl.reports.atomic import write_text_atomic
 from equissl.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
 
@@ -133,11 +143,65 @@ def probe_features(
     }
 
 
+def geometry_encoders(method: Method) -> dict[str, Any]:
+    """Encoders of float views in [0, 1] for the geometry diagnostics: `feat` (backbone
+    features) and, when the method has a projector, `emb` (its L2-normalised output, the space
+    where CARE's loss acts)."""
+    encoders: dict[str, Any] = {"feat": method.encode}
+    head = method.embedding_head()
+    if head is not None:
+        encoders["emb"] = lambda views: F.normalize(head(method.encode(views)).float(), dim=1)
+    return encoders
+
+
+def evaluate_geometry(
+    method: Method,
+    data: DataSplits,
+    cfg: DictConfig,
+    device: torch.device,
+    figures_dir: Path | None,
+) -> dict[str, Any]:
+    """`eval.geometry` (least-squares map of each transformation on held-out test images) and
+    `eval.hue_sensitivity` (curve in the results, plot in `figures_dir`)."""
+    out: dict[str, Any] = {}
+    encoders = geometry_encoders(method)
+    kw = dict(batch_size=cfg.eval.batch_size, device=device)
+    with eval_mode(method):
+        if cfg.eval.geometry:
+            out.update(
+                geometry_metrics(
+                    encoders,
+                    data.test.images,
+                    list(cfg.eval.geometry),
+                    limit=cfg.eval.geometry_limit,
+                    seed=cfg.seed,
+                    **kw,
+                )
+            )
+        if cfg.eval.hue_sensitivity:
+            if data.channels != 3:
+                raise UserError("eval.hue_sensitivity needs colour images (data.channels=3)")
+            curves = hue_sensitivity(
+                encoders, data.test.images, limit=cfg.eval.geometry_limit, **kw
+            )
+            out["hue_sensitivity"] = curves
+            if figures_dir is not None:
+                space = "emb" if "emb" in curves else "feat"
+                curve = {method_label(cfg): curves}
+                plot_sensitivity(curve, figures_dir / "hue_sensitivity.png", space=space)
+    return out
+
+
 def evaluate_method(
-    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+    method: Method,
+    data: DataSplits,
+    cfg: DictConfig,
+    device: torch.device,
+    figures_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Linear probe and kNN on frozen backbone features, each transformation head's accuracy,
-    and the equivariance probes of `eval.equivariance`."""
+    the equivariance probes of `eval.equivariance` and the geometry diagnostics of
+    `eval.geometry` / `eval.hue_sensitivity` (its plot goes to `figures_dir`)."""
     method = method.to(device)
     t0 = time.perf_counter()
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
@@ -167,6 +231,8 @@ def evaluate_method(
                 mlp_epochs=cfg.eval.equivariance_mlp_epochs,
             )
         )
+    if cfg.eval.geometry or cfg.eval.hue_sensitivity:
+        out.update(evaluate_geometry(method, data, cfg, device, figures_dir))
     out["eval_seconds"] = time.perf_counter() - t0
     out["feature_seconds"] = t_features
     return out
@@ -237,7 +303,7 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
             key = name.removeprefix("epoch/")
             results[f"train_{key}"] = 100 * float(value) if key.endswith("acc") else float(value)
     if cfg.eval.at_end:
-        results.update(evaluate_method(method, data, cfg, module.device))
+        results.update(evaluate_method(method, data, cfg, module.device, run_dir))
     write_json(run_dir / "results.json", results)
     return results
 
@@ -286,8 +352,11 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
     device = torch.device("cuda" if uses_cuda(cfg) else "cpu")
     results = {
         "checkpoint": str(ckpt),
+        "name": cfg.name,
+        "method": method_label(cfg),
+        "seed": cfg.seed,
         "data": cfg.data.name,
-        **evaluate_method(method, data, cfg, device),
+        **evaluate_method(method, data, cfg, device, Path(ckpt).parent),
     }
     write_json(Path(ckpt).parent / "eval.json", results)
     return results

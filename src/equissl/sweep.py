@@ -24,9 +24,15 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
-from equissl.config import _load_yaml, build_config, find_preset
+from equissl.config import _load_yaml, build_config, sweep_path
 from equissl.errors import ConfigError, NonFiniteLossError
-from equissl.reports import collect_results, markdown_table, plot_curves, write_table
+from equissl.reports import (
+    collect_results,
+    markdown_table,
+    plot_curves,
+    plot_rows_sensitivity,
+    write_table,
+)
 from equissl.runner import method_label, pretrain, write_json
 
 DEFAULT_COLUMNS = [
@@ -61,7 +67,7 @@ class Sweep:
 
 def load_sweep(name: str) -> Sweep:
     """A sweep by preset name or path, validated against the Sweep schema."""
-    raw = _load_yaml(find_preset(name))
+    raw = _load_yaml(sweep_path(name))
     try:
         sweep = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Sweep), raw))
     except Exception as exc:  # noqa: BLE001 - OmegaConf raises several kinds
@@ -124,4 +130,5 @@ def run_sweep(
     rows = collect_results(dirs)
     write_table(rows, sweep.columns, root / "results", title=sweep.name, group_by=sweep.group_by)
     plot_curves(dirs, root / "curves.png")
+    plot_rows_sensitivity(rows, root / "hue_sensitivity.png")
     return markdown_table(rows, sweep.columns, group_by=sweep.group_by), root

@@ -20,6 +20,16 @@ from equissl.cli import main
             "choose one of digits, cifar10, cifar100, stl10, imagefolder",
         ),
         (["pretrain", "optim.lr=fast"], "bad value for 'optim.lr'"),
+        (
+            ["pretrain", "esimclr", "method.equivariance.0.transform=augment"],
+            "'augment' stands alone and needs mode=care",
+        ),
+        (
+            ["pretrain", "care", "method.equivariance.0.chunks=0"],
+            "bad care settings for 'method.equivariance.0': chunks >= 1",
+        ),
+        (["pretrain", "eval.geometry=[spin]"], "bad value for 'eval.geometry.0': 'spin'"),
+        (["experiment", "care", "scale=huge"], "unknown scale 'huge' for care"),
         (["pretrain", "optim.lr=-1"], "'optim.lr': -1.0; it must be positive"),
         (["pretrain", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
         (["pretrain", "backbone.name=vgg"], "choose one of resnet18, resnet34, resnet50"),

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import equissl.eval.geometry as geometry
 from equissl.errors import UserError
 from equissl.eval import geometry_metrics, hue_sensitivity
 from equissl.eval.geometry import (
@@ -134,7 +135,8 @@ def test_pixel_encoder_is_exactly_orthogonal():
         "emb_rotation_equiv_err", "emb_rotation_orth_err", "emb_rotation_pow4_err",
         "emb_rotation_inv_cos", "emb_hflip_equiv_err", "emb_hflip_orth_err",
         "emb_hflip_pow2_err", "emb_hflip_inv_cos", "emb_grayscale_equiv_err",
-        "emb_grayscale_orth_err", "emb_grayscale_inv_cos",
+        "emb_grayscale_orth_err", "emb_grayscale_inv_cos", "emb_rotation_procrustes_err",
+        "emb_hflip_procrustes_err", "emb_grayscale_procrustes_err",
     }  # fmt: skip
     for name in ("rotation", "hflip"):
         assert out[f"emb_{name}_equiv_err"] < 1e-6
@@ -215,3 +217,16 @@ def test_hue_sensitivity_limit_default_degrees_and_errors():
         hue_sensitivity({"emb": pixels}, colourful_images(4), [270])
     with pytest.raises(UserError):
         hue_sensitivity({}, colourful_images(4))
+
+
+def test_procrustes_recovers_an_orthogonal_map_and_is_worse_than_least_squares_otherwise():
+    gen = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=gen, dtype=torch.float64))
+    x = torch.randn(300, 12, generator=gen, dtype=torch.float64)
+    found = geometry.procrustes_map(x, x @ q.T)
+    assert torch.allclose(found, q, atol=1e-10)
+    scale = torch.diag(torch.linspace(1, 3, 12, dtype=torch.float64))
+    y = x @ scale.T
+    a = geometry.fit_linear_map(x, y)
+    assert geometry.equivariance_error(x, y, a) < 1e-10
+    assert geometry.equivariance_error(x, y, geometry.procrustes_map(x, y)) > 0.2

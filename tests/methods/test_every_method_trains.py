@@ -66,3 +66,21 @@ def test_every_transformation_trains_as_a_pretext_task(transform):
 )
 def test_term_modes_train(overrides):
     assert _decreases(_train(["pretext"], overrides))
+
+
+@pytest.mark.parametrize(
+    ("presets", "overrides", "metric"),
+    [
+        (["care"], ["method.equivariance.0.chunks=4"], "augment_care_loss"),
+        (["care-only"], ["method.equivariance.0.chunks=4"], "augment_care_uniformity"),
+        (
+            ["pretext"],
+            ["method.equivariance.0.mode=care", "method.equivariance.0.uniformity=1.0"],
+            "rotation_care_loss",
+        ),
+    ],
+)
+def test_care_terms_train(presets, overrides, metric):
+    losses = _train(presets, overrides)
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    assert _decreases(losses), losses

@@ -144,3 +144,45 @@ def test_byol_target_is_an_ema_of_the_online_networks():
     assert byol.momentum(1.0) == pytest.approx(1.0)
     assert not any(p.requires_grad for p in byol.target_parameters())
     assert "invariance.target_backbone.stem.0.weight" in method.state_dict()
+
+
+def test_care_group_views_share_one_pair_of_elements_per_chunk():
+    images, _ = _batch(12)
+    method = _method(
+        ["pretext"],
+        [
+            "method.equivariance.0.mode=care",
+            "method.equivariance.0.chunks=3",
+            "method.equivariance.0.augment=none",
+        ],
+    )
+    views = method.make_views(images, torch.Generator().manual_seed(2))
+    pair = views["0/targets"]
+    assert pair.shape == (2, 12)
+    for labels in pair:  # chunks of 4 consecutive images share their element
+        assert all(len(set(block.tolist())) == 1 for block in labels.split(4))
+    x = images.float() / 255
+    first, second = views["0"].split(12)
+    for k in range(12):
+        assert torch.allclose(first[k], torch.rot90(x[k], int(pair[0, k]), (1, 2)), atol=1e-6)
+        assert torch.allclose(second[k], torch.rot90(x[k], int(pair[1, k]), (1, 2)), atol=1e-6)
+
+
+def test_care_augment_views_share_one_draw_per_chunk():
+    same = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8).expand(8, -1, -1, -1)
+    method = _method(["care"], ["method.equivariance.0.chunks=2"])
+    views = method.make_views(same.contiguous(), torch.Generator().manual_seed(4))["0"]
+    for copy in views.split(8):  # one image repeated: equal views within a chunk only
+        assert all(torch.equal(copy[0], copy[k]) for k in range(4))
+        assert all(torch.equal(copy[4], copy[k]) for k in range(4, 8))
+        assert not torch.equal(copy[0], copy[4])
+
+
+def test_care_embeds_with_simclr_projector_or_its_own():
+    shared = _method(["care"], [])
+    assert shared.terms[0].projector is None
+    assert shared.embedding_head() is shared.invariance.projector
+    assert not any(k.startswith("shared_projector") for k in shared.state_dict())
+    own = _method(["care-only"], [])
+    assert own.terms[0].projector is not None
+    assert own.embedding_head() is own.terms[0].projector

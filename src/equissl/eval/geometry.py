@@ -36,9 +36,14 @@ __all__ = [
 Encoder = Callable[[Tensor], Tensor]
 
 
-def fit_linear_map(x: Tensor, y: Tensor) -> Tensor:
+RCOND = 1e-3  # singular values of x below this fraction of the largest count as zero
+
+
+def fit_linear_map(x: Tensor, y: Tensor, rcond: float = RCOND) -> Tensor:
     """The minimum-norm least-squares A (d_out, d_in), float64 on the CPU, minimising
-    ||y - x A^T||_F for x (N, d_in) and y (N, d_out)."""
+    ||y - x A^T||_F for x (N, d_in) and y (N, d_out). Directions of x whose singular value is
+    below `rcond` x the largest are treated as absent (numerical rank): with few images or a
+    nearly collapsed embedding, fitting them would give A huge entries fitted to noise."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise UserError(
             "fit_linear_map needs x (N, d_in) and y (N, d_out) with the same N > 0, got "
@@ -46,7 +51,18 @@ def fit_linear_map(x: Tensor, y: Tensor) -> Tensor:
         )
     x = x.detach().to("cpu", torch.float64)
     y = y.detach().to("cpu", torch.float64)
-    return torch.linalg.lstsq(x, y, driver="gelsd").solution.T.contiguous()
+    return torch.linalg.lstsq(x, y, rcond=rcond, driver="gelsd").solution.T.contiguous()
+
+
+def procrustes_map(x: Tensor, y: Tensor) -> Tensor:
+    """The orthogonal Q (d, d), float64 on the CPU, minimising ||y - x Q^T||_F (orthogonal
+    Procrustes: Q = V U^T from the SVD of x^T y = U S V^T)."""
+    x = x.detach().to("cpu", torch.float64)
+    y = y.detach().to("cpu", torch.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise UserError(f"procrustes_map needs x and y of one (N, d) shape, got {tuple(x.shape)}")
+    u, _, vh = torch.linalg.svd(x.T @ y)
+    return (u @ vh).T
 
 
 def equivariance_error(x: Tensor, y: Tensor, a: Tensor) -> float:
@@ -154,7 +170,9 @@ def geometry_metrics(
 ) -> dict[str, float]:
     """Per space (key of `encoders`) and transformation `name`, for g = element 1 (the generator,
     e.g. the 90-degree rotation): `<space>_<name>_equiv_err`, `_orth_err`, `_pow<k>_err` (k the
-    order of g, left out when g has none) and `_inv_cos`.
+    order of g, left out when g has none), `_procrustes_err` (the held-out error of the best
+    orthogonal map instead of the least-squares one: close to `_equiv_err` when g acts
+    orthogonally) and `_inv_cos`.
 
     `images` are uint8 (N, C, H, W) and square; the first `limit` are used. Each encoder maps
     float views in [0, 1] on `device` (the caller normalises and sets eval mode; no autocast is
@@ -192,6 +210,9 @@ def geometry_metrics(
             key = f"{space}_{name}"
             results[f"{key}_equiv_err"] = equivariance_error(fx[half:], fgx[half:], a)
             results[f"{key}_orth_err"] = orthogonality_error(a)
+            if fx.shape[1] == fgx.shape[1]:
+                q = procrustes_map(fx[:half], fgx[:half])
+                results[f"{key}_procrustes_err"] = equivariance_error(fx[half:], fgx[half:], q)
             if order is not None:
                 results[f"{key}_pow{order}_err"] = power_error(a, order)
             results[f"{key}_inv_cos"] = invariance_score(fx, fgx)

@@ -47,3 +47,19 @@ def plot_sensitivity(
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return write_bytes_atomic(out_png, buf.getvalue())
+
+
+def plot_rows_sensitivity(
+    rows: list[dict], out_png: str | Path, label: str = "name"
+) -> Path | None:
+    """The hue-sensitivity plot of the result rows that hold a curve (labelled by `label`);
+    None when none does. The embedding space is shown first when every curve has it."""
+    curves = {
+        str(r.get(label, i)): r["hue_sensitivity"]
+        for i, r in enumerate(rows)
+        if "hue_sensitivity" in r
+    }
+    if not curves:
+        return None
+    space = "emb" if all("emb" in c for c in curves.values()) else "feat"
+    return plot_sensitivity(curves, out_png, space=space)

@@ -16,14 +16,15 @@ from equissl.reports.atomic import write_text_atomic
 MISSING = "—"
 
 
-def collect_results(run_dirs: Iterable[str | Path]) -> list[dict]:
-    """Read `<run_dir>/results.json` of each run, in order; "name" defaults to the folder name.
+def collect_results(run_dirs: Iterable[str | Path], filename: str = "results.json") -> list[dict]:
+    """Read `<run_dir>/results.json` (or `filename`, e.g. the eval.json of a later `equissl eval`)
+    of each run, in order; "name" defaults to the folder name.
 
     A missing file raises UserError naming it; a file that is not a JSON object raises DataError.
     """
     rows = []
     for run_dir in run_dirs:
-        path = Path(run_dir) / "results.json"
+        path = Path(run_dir) / filename
         if not path.is_file():
             raise UserError(f"missing results file: {path}")
         try:

@@ -321,17 +321,37 @@ def load_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+# Checkpoints of the first release (SimCLR's projector on the method, one head per term) under
+# today's names: (old prefix, new prefix).
+LEGACY_PREFIXES = (("projector.", "invariance.projector."), (".head.", ".heads.0."))
+
+
+def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the keys of a first-release checkpoint so it loads into today's `Method`."""
+    if not any(k.startswith("projector.") for k in state):
+        return state
+    upgraded = {}
+    for key, value in state.items():
+        for old, new in LEGACY_PREFIXES:
+            if key.startswith(old) or (old.startswith(".") and old in key):
+                key = key.replace(old, new, 1)
+        upgraded[key] = value
+    return upgraded
+
+
 def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
     """Evaluate the backbone of a checkpoint on cfg.data; writes eval.json beside it."""
     _set_threads(cfg)
     data = load_data(cfg.data)
     state = load_state_dict(ckpt)
     # The online classifier is not evaluated; skipping it lets a backbone be probed on other data.
-    method_state = {
-        k.removeprefix("method."): v
-        for k, v in state.items()
-        if k.startswith("method.") and not k.startswith("method.classifier.")
-    }
+    method_state = upgrade_state(
+        {
+            k.removeprefix("method."): v
+            for k, v in state.items()
+            if k.startswith("method.") and not k.startswith("method.classifier.")
+        }
+    )
     ones = torch.ones(
         data.channels
     )  # placeholder stats: the checkpoint's mean/std buffers load over them

@@ -137,7 +137,9 @@ def test_pixel_encoder_is_exactly_orthogonal():
         "emb_hflip_pow2_err", "emb_hflip_inv_cos", "emb_grayscale_equiv_err",
         "emb_grayscale_orth_err", "emb_grayscale_inv_cos", "emb_rotation_procrustes_err",
         "emb_hflip_procrustes_err", "emb_grayscale_procrustes_err",
+        "emb_rotation_procrustes_pow4_err", "emb_hflip_procrustes_pow2_err",
     }  # fmt: skip
+    assert out["emb_rotation_procrustes_pow4_err"] < 1e-6
     for name in ("rotation", "hflip"):
         assert out[f"emb_{name}_equiv_err"] < 1e-6
         assert out[f"emb_{name}_orth_err"] < 1e-6

@@ -172,7 +172,8 @@ def geometry_metrics(
     e.g. the 90-degree rotation): `<space>_<name>_equiv_err`, `_orth_err`, `_pow<k>_err` (k the
     order of g, left out when g has none), `_procrustes_err` (the held-out error of the best
     orthogonal map instead of the least-squares one: close to `_equiv_err` when g acts
-    orthogonally) and `_inv_cos`.
+    orthogonally), `_procrustes_pow<k>_err` (||Q^k - I|| for that orthogonal map: does it
+    compose like the group?) and `_inv_cos`.
 
     `images` are uint8 (N, C, H, W) and square; the first `limit` are used. Each encoder maps
     float views in [0, 1] on `device` (the caller normalises and sets eval mode; no autocast is
@@ -213,6 +214,8 @@ def geometry_metrics(
             if fx.shape[1] == fgx.shape[1]:
                 q = procrustes_map(fx[:half], fgx[:half])
                 results[f"{key}_procrustes_err"] = equivariance_error(fx[half:], fgx[half:], q)
+                if order is not None:
+                    results[f"{key}_procrustes_pow{order}_err"] = power_error(q, order)
             if order is not None:
                 results[f"{key}_pow{order}_err"] = power_error(a, order)
             results[f"{key}_inv_cos"] = invariance_score(fx, fgx)

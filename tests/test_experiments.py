@@ -6,14 +6,18 @@ import pytest
 from omegaconf import OmegaConf
 
 from equissl.cli import main
-from equissl.sweep import load_sweep
+from equissl.sweep import load_sweep, sweep_configs
 
 
 @pytest.mark.parametrize(
     "name", ["transformations", "essl-cifar10", "class-information", "care", "ce-vs-care"]
 )
 def test_every_experiment_has_the_three_scales(name):
-    assert set(load_sweep(name).scales) == {"smoke", "cpu", "paper"}
+    sweep = load_sweep(name)
+    assert set(sweep.scales) == {"smoke", "cpu", "paper"}
+    for scale in sweep.scales:  # every run of every scale is a valid configuration
+        root, configs = sweep_configs(sweep, scale=scale)
+        assert root.name == f"{name}-{scale}" and len(configs) == len(sweep.runs)
 
 
 def test_transformation_study_at_smoke_scale(tmp_path, capsys):

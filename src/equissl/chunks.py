@@ -15,7 +15,10 @@ def chunk_sizes(n: int, chunks: int) -> list[int]:
 
 
 def chunk_ids(n: int, chunks: int, device: torch.device | str | None = None) -> Tensor:
-    """Chunk index (n,) of each of n consecutive images split as `chunk_sizes`."""
-    sizes = chunk_sizes(n, chunks)
-    index = torch.arange(len(sizes), device=device)
-    return index.repeat_interleave(torch.tensor(sizes, device=device), output_size=n)
+    """Chunk index (n,) of each of n consecutive images split as `chunk_sizes`; computed on
+    `device` from an arange (no host-to-device copy, so no sync on an accelerator)."""
+    c = max(1, min(chunks, n))
+    q, r = divmod(n, c)
+    i = torch.arange(n, device=device)
+    big = r * (q + 1)  # the first r chunks hold q + 1 images
+    return torch.where(i < big, i // (q + 1), r + (i - big) // q)

@@ -356,6 +356,26 @@ CONTINUOUS = ("crop", "jitter")  # view parameters a `regress` term predicts
 AUGMENT = "augment"  # a `care` term whose transformation is its whole base augmentation
 
 
+def _check_care(cfg: DictConfig, term: DictConfig, key: str, parts: list[str]) -> None:
+    """Settings under which a CARE term would silently learn nothing or collapse."""
+    processes = cfg.trainer.devices * cfg.trainer.num_nodes
+    if cfg.optim.batch_size // processes < 2 * term.chunks:
+        raise ConfigError(
+            f"'{key}.chunks={term.chunks}' leaves fewer than 2 images per chunk in a batch of "
+            f"{cfg.optim.batch_size // processes} per process; lower chunks or raise the batch"
+        )
+    if parts == [AUGMENT] and term.augment == "none":
+        raise ConfigError(
+            f"'{key}': transform=augment with augment=none gives two identical copies; "
+            "use augment=simclr or cropflip"
+        )
+    if cfg.method.invariance == "none" and term.uniformity == 0:
+        raise ConfigError(
+            f"'{key}': a care term without an invariance loss collapses; set "
+            f"{key}.uniformity (e.g. 1.0, preset care-only)"
+        )
+
+
 def _check_terms(cfg: DictConfig) -> None:
     from equissl.transforms import TRANSFORMS
 
@@ -390,14 +410,10 @@ def _check_terms(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"'{key}.role=invariance' needs an invariance method; method.invariance is none"
             )
-        if AUGMENT in parts and (
-            len(parts) > 1 or term.mode != "care" or term.role == "invariance"
-        ):
-            raise ConfigError(
-                f"bad value for '{key}.transform': 'augment' stands alone and needs mode=care"
-            )
         if term.chunks < 1 or term.uniformity < 0:
             raise ConfigError(f"bad care settings for '{key}': chunks >= 1 and uniformity >= 0")
+        if term.mode == "care" and term.role == "equivariance":
+            _check_care(cfg, term, key, parts)
         if term.size < 0 or not 0 < term.size_ratio <= 4:
             raise ConfigError(f"bad size for '{key}': size >= 0 and 0 < size_ratio <= 4")
     for key in ("equivariance", "geometry"):
@@ -408,6 +424,8 @@ def _check_terms(cfg: DictConfig) -> None:
                         f"bad value for 'eval.{key}.{i}': {part!r}; choose one of "
                         f"{', '.join(TRANSFORMS)} (or a product a+b)"
                     )
+    if cfg.eval.hue_sensitivity and cfg.data.channels != 3:
+        raise ConfigError("eval.hue_sensitivity needs colour images: data.channels=3")
     if len(cfg.method.vicreg_weights) != 3:
         raise ConfigError("method.vicreg_weights needs 3 numbers: similarity, variance, covariance")
     if cfg.method.classifier != "detached" and cfg.method.class_weight < 0:

@@ -8,6 +8,7 @@ rename); metrics.csv is appended to by Lightning's CSV logger.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,6 @@ def evaluate_geometry(
                 )
             )
         if cfg.eval.hue_sensitivity:
-            if data.channels != 3:
-                raise UserError("eval.hue_sensitivity needs colour images (data.channels=3)")
             curves = hue_sensitivity(
                 encoders, data.test.images, limit=cfg.eval.geometry_limit, **kw
             )
@@ -321,20 +320,21 @@ def load_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-# Checkpoints of the first release (SimCLR's projector on the method, one head per term) under
-# today's names: (old prefix, new prefix).
-LEGACY_PREFIXES = (("projector.", "invariance.projector."), (".head.", ".heads.0."))
+# Checkpoints of the first release (SimCLR's projector on the method, one `head` per term)
+# under today's names: (anchored pattern, replacement).
+LEGACY_KEYS = (
+    (re.compile(r"^projector\."), "invariance.projector."),
+    (re.compile(r"^terms\.(\d+)\.head\."), r"terms.\1.heads.0."),
+)
 
 
 def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename the keys of a first-release checkpoint so it loads into today's `Method`."""
-    if not any(k.startswith("projector.") for k in state):
-        return state
+    """Rename the keys of a first-release checkpoint so it loads into today's `Method`; today's
+    keys match neither pattern and pass through."""
     upgraded = {}
     for key, value in state.items():
-        for old, new in LEGACY_PREFIXES:
-            if key.startswith(old) or (old.startswith(".") and old in key):
-                key = key.replace(old, new, 1)
+        for pattern, new in LEGACY_KEYS:
+            key = pattern.sub(new, key)
         upgraded[key] = value
     return upgraded
 

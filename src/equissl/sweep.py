@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from equissl.config import _load_yaml, build_config, sweep_path
 from equissl.errors import ConfigError, NonFiniteLossError
@@ -77,10 +77,11 @@ def load_sweep(name: str) -> Sweep:
     return sweep  # type: ignore[return-value]
 
 
-def run_sweep(
+def sweep_configs(
     sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs", scale: str | None = None
-) -> tuple[str, Path]:
-    """Run each configuration not yet finished; returns (Markdown table, sweep folder)."""
+) -> tuple[Path, list[DictConfig]]:
+    """The sweep folder and every run's validated configuration: scale presets, the sweep's,
+    the run's, then scale, sweep, run and command-line overrides."""
     root = Path(out_dir) / sweep.name
     scale_presets: list[str] = []
     scale_overrides: list[str] = []
@@ -105,7 +106,16 @@ def run_sweep(
             ],
         )
         for run in sweep.runs
-    ]  # validate every run before the first one starts
+    ]
+    return root, configs
+
+
+def run_sweep(
+    sweep: Sweep, overrides: list[str] = (), out_dir: str = "runs", scale: str | None = None
+) -> tuple[str, Path]:
+    """Run each configuration not yet finished; returns (Markdown table, sweep folder)."""
+    # Every run is validated before the first one starts.
+    root, configs = sweep_configs(sweep, overrides, out_dir, scale)
     for cfg in configs:
         if (root / cfg.name / "results.json").exists():
             print(f"[sweep] {cfg.name}: finished earlier, skipped")

@@ -29,6 +29,19 @@ from equissl.cli import main
             "bad care settings for 'method.equivariance.0': chunks >= 1",
         ),
         (["pretrain", "eval.geometry=[spin]"], "bad value for 'eval.geometry.0': 'spin'"),
+        (["pretrain", "care", "optim.batch_size=16"], "fewer than 2 images per chunk"),
+        (
+            ["pretrain", "care-only", "method.equivariance.0.uniformity=0"],
+            "a care term without an invariance loss collapses",
+        ),
+        (
+            ["pretrain", "care", "method.equivariance.0.augment=none"],
+            "transform=augment with augment=none gives two identical copies",
+        ),
+        (
+            ["pretrain", "data.channels=1", "eval.hue_sensitivity=true"],
+            "eval.hue_sensitivity needs colour images",
+        ),
         (["experiment", "care", "scale=huge"], "unknown scale 'huge' for care"),
         (["pretrain", "optim.lr=-1"], "'optim.lr': -1.0; it must be positive"),
         (["pretrain", "nosuchpreset"], "unknown preset 'nosuchpreset'"),

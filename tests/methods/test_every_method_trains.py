@@ -75,7 +75,11 @@ def test_term_modes_train(overrides):
         (["care-only"], ["method.equivariance.0.chunks=4"], "augment_care_uniformity"),
         (
             ["pretext"],
-            ["method.equivariance.0.mode=care", "method.equivariance.0.uniformity=1.0"],
+            [
+                "method.equivariance.0.mode=care",
+                "method.equivariance.0.uniformity=1.0",
+                "method.equivariance.0.chunks=4",
+            ],
             "rotation_care_loss",
         ),
     ],
@@ -84,3 +88,18 @@ def test_care_terms_train(presets, overrides, metric):
     losses = _train(presets, overrides)
     assert all(map(torch.isfinite, torch.tensor(losses)))
     assert _decreases(losses), losses
+    # The CARE term alone sends a gradient to the backbone and is logged under its name.
+    cfg = build_config(presets, ["backbone.width=4", *overrides])
+    ones = torch.ones(3)
+    method = Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=ones, std=ones)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (16, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
+    views = method.make_views(images, torch.Generator().manual_seed(2))
+    term = method.terms[0]
+    loss, metrics = term.loss(
+        method.encode(views["0"]), views["0/targets"], method.shared_projector
+    )
+    assert metric in metrics and float(metrics[f"{term.name}_loss"]) > 0  # Gram mismatch
+    loss.backward()
+    grads = [p.grad for p in method.backbone.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0

@@ -152,6 +152,7 @@ def test_care_group_views_share_one_pair_of_elements_per_chunk():
         ["pretext"],
         [
             "method.equivariance.0.mode=care",
+            "method.equivariance.0.uniformity=1.0",
             "method.equivariance.0.chunks=3",
             "method.equivariance.0.augment=none",
         ],

@@ -91,3 +91,22 @@ def test_uniformity_matches_its_definition():
     collapsed = torch.ones(20, 8)
     assert float(uniformity_loss(collapsed)) == pytest.approx(0.0, abs=1e-6)
     assert float(uniformity_loss(z)) < -0.5
+
+
+def test_no_host_sync_in_the_losses():
+    # Meta tensors have no values: any .item(), nonzero() or data-dependent shape would fail.
+    z1 = torch.empty(40, 8, device="meta")
+    z2 = torch.empty(40, 8, device="meta")
+    assert care_loss(z1, z2, chunks=6).shape == ()
+    assert uniformity_loss(z1).shape == ()
+    assert chunk_ids(40, 6, "meta").shape == (40,)
+
+
+def test_exact_under_bf16_autocast():
+    z = _embeddings()
+    q = _orthogonal(16, 12)
+    rotated = z @ q.T
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = care_loss(z, rotated, chunks=4)
+    assert loss.dtype == torch.float32
+    assert float(loss) < 1e-10

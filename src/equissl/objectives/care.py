@@ -9,6 +9,7 @@ difference of the off-diagonal entries, averaged over chunks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -18,35 +19,50 @@ from torch import Tensor
 from equissl.chunks import chunk_ids, chunk_sizes
 
 
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on `device` (where autocast exists) for the block."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def care_loss(z1: Tensor, z2: Tensor, chunks: int) -> Tensor:
     """Mean over chunks of the mean squared difference between the off-diagonal Gram entries of
     the L2-normalised embeddings z1 = f(t1 x) and z2 = f(t2 x), both (N, D), images in order
     (chunk c holds the images with `chunk_ids(N, chunks) == c`).
 
     Zero when z2 = z1 Q for an orthogonal Q; unchanged when both views are rotated by the same
-    orthogonal map. One masked N x N product per view: no Python loop over chunks.
+    orthogonal map. One masked N x N product per view: no Python loop over chunks and no
+    host-device sync. Computed in float32 even under autocast.
     """
     n = z1.shape[0]
-    z1 = F.normalize(z1.float(), dim=1)
-    z2 = F.normalize(z2.float(), dim=1)
-    ids = chunk_ids(n, chunks, z1.device)
-    pairs = (ids[:, None] == ids[None, :]) & ~torch.eye(n, dtype=torch.bool, device=z1.device)
-    # Each chunk's pairs weigh 1 / (its pair count x the number of chunks that have pairs);
-    # the sizes are known on the host, so no device sync.
-    counted = [m * (m - 1) for m in chunk_sizes(n, chunks)]
-    with_pairs = max(sum(c > 0 for c in counted), 1)
-    chunk_weight = [1.0 / (c * with_pairs) if c else 0.0 for c in counted]
-    weights = pairs * torch.tensor(chunk_weight, device=z1.device)[ids][:, None]
-    diff = z1 @ z1.T - z2 @ z2.T
-    return (diff.square() * weights).sum()
+    # The loss subtracts two nearly equal Gram matrices: never in bf16 under autocast.
+    with full_precision(z1.device):
+        z1 = F.normalize(z1.float(), dim=1)
+        z2 = F.normalize(z2.float(), dim=1)
+        ids = chunk_ids(n, chunks, z1.device)
+        pairs = (ids[:, None] == ids[None, :]) & ~torch.eye(n, dtype=torch.bool, device=z1.device)
+        # Each chunk's pairs weigh 1 / (its pair count x the number of chunks that have pairs).
+        sizes = chunk_sizes(n, chunks)
+        q, r = sizes[-1], sum(m > sizes[-1] for m in sizes)
+        with_pairs = max(sum(m > 1 for m in sizes), 1)
+        size = torch.where(ids < r, q + 1, q).float()  # the size of each image's chunk
+        count = size * (size - 1)
+        weight = torch.where(count > 0, 1.0 / (count.clamp(min=1) * with_pairs), 0.0)
+        diff = z1 @ z1.T - z2 @ z2.T
+        return (diff.square() * (pairs * weight[:, None])).sum()
 
 
 def uniformity_loss(z: Tensor, t: float = 2.0) -> Tensor:
     """Wang & Isola's uniformity of L2-normalised embeddings (N, D):
     log mean over pairs i != j of exp(-t ||z_i - z_j||^2). Lower is more uniform; it is the
     non-collapse term of CARE's "equivariance only" variant."""
-    z = F.normalize(z.float(), dim=1)
-    n = z.shape[0]
-    sq = (2 - 2 * z @ z.T).clamp(min=0)
-    off = ~torch.eye(n, dtype=torch.bool, device=z.device)
-    return torch.logsumexp(-t * sq[off], 0) - math.log(n * (n - 1))
+    with full_precision(z.device):
+        z = F.normalize(z.float(), dim=1)
+        n = z.shape[0]
+        sq = (2 - 2 * z @ z.T).clamp(min=0)
+        eye = torch.eye(n, dtype=torch.bool, device=z.device)
+        # masked_fill, not boolean indexing: no nonzero(), so no device sync
+        return torch.logsumexp((-t * sq).masked_fill(eye, -math.inf).flatten(), 0) - math.log(
+            n * (n - 1)
+        )

@@ -56,6 +56,7 @@ def test_care_study_at_smoke_scale_reports_the_geometry(tmp_path, capsys):
     for row in (care, simclr):
         for key in ("equiv_err", "orth_err", "pow4_err", "procrustes_err", "inv_cos"):
             assert f"emb_rotation_{key}" in row and f"feat_rotation_{key}" in row
+        assert "emb_hflip_procrustes_pow2_err" in row and "emb_grayscale_equiv_err" in row
         assert row["hue_sensitivity"]["degrees"][-1] == 180
         assert row["hue_sensitivity"]["emb"][0] == pytest.approx(1.0, abs=1e-4)
     assert "train/augment_care_loss" in (root / "care-s0" / "metrics.csv").read_text()

@@ -32,7 +32,7 @@ from equissl.eval import (
 )
 from equissl.eval.features import eval_mode
 from equissl.methods import Method
-from equissl.reports import plot_sensitivity
+from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
 from equissl.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
 
@@ -148,11 +148,22 @@ def geometry_encoders(method: Method) -> dict[str, Any]:
     """Encoders of float views in [0, 1] for the geometry diagnostics: `feat` (backbone
     features) and, when the method has a projector, `emb` (its L2-normalised output, the space
     where CARE's loss acts)."""
-    encoders: dict[str, Any] = {"feat": method.encode}
     head = method.embedding_head()
-    if head is not None:
-        encoders["emb"] = lambda views: F.normalize(head(method.encode(views)).float(), dim=1)
-    return encoders
+    if head is None:
+        return {"feat": method.encode}
+    # The diagnostics call every space on the same batch in turn: `emb` reuses the backbone
+    # features `feat` just computed instead of running the backbone a second time.
+    last: dict[str, torch.Tensor] = {}
+
+    def feat(views: torch.Tensor) -> torch.Tensor:
+        last["views"], last["features"] = views, method.encode(views)
+        return last["features"]
+
+    def emb(views: torch.Tensor) -> torch.Tensor:
+        h = last["features"] if last.get("views") is views else method.encode(views)
+        return F.normalize(head(h).float(), dim=1)
+
+    return {"feat": feat, "emb": emb}
 
 
 def evaluate_geometry(
@@ -185,9 +196,8 @@ def evaluate_geometry(
             )
             out["hue_sensitivity"] = curves
             if figures_dir is not None:
-                space = "emb" if "emb" in curves else "feat"
-                curve = {method_label(cfg): curves}
-                plot_sensitivity(curve, figures_dir / "hue_sensitivity.png", space=space)
+                row = {"name": method_label(cfg), "hue_sensitivity": curves}
+                plot_rows_sensitivity([row], figures_dir / "hue_sensitivity.png")
     return out
 
 

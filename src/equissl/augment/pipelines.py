@@ -23,7 +23,7 @@ from equissl.augment.color import (
 )
 from equissl.augment.crop import apply_matrices, crop_matrices, full_boxes, sample_crop_boxes
 from equissl.augment.stats import UINT8_SCALE, resize_float, to_float
-from equissl.chunks import chunk_ids, chunk_sizes
+from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
 
 PIPELINES = ("simclr", "cropflip", "none")
@@ -107,9 +107,9 @@ class Augment:
             views = _resize(to_float(images), self.size)
             return (views, _no_draw(images).params()) if return_params else views
         if chunks > 0:
-            ids = chunk_ids(images.shape[0], chunks, images.device)
-            draw = self.draw(images[: len(chunk_sizes(images.shape[0], chunks))], generator)
-            draw = draw.take(ids)
+            n = images.shape[0]
+            draw = self.draw(images[: chunk_count(n, chunks)], generator)
+            draw = draw.take(chunk_ids(n, chunks, images.device))
         else:
             draw = self.draw(images, generator)
         height, width = images.shape[-2:]

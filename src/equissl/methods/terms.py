@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from equissl.augment import build_augment
-from equissl.chunks import chunk_ids, chunk_sizes
+from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
 from equissl.models import projector, transformation_head
 from equissl.objectives import care_loss, prediction_loss, uniformity_loss
@@ -155,8 +155,7 @@ class EquivarianceTerm(nn.Module):
         x = self.augment(images, generator)
         n = x.shape[0]
         ids = chunk_ids(n, self.chunks, x.device)
-        k = len(chunk_sizes(n, self.chunks))
-        a, b = (t.sample(k, generator, x.device)[ids] for _ in range(2))
+        a, b = (t.sample(chunk_count(n, self.chunks), generator, x.device)[ids] for _ in range(2))
         return torch.cat([t.apply(x, a), t.apply(x, b)]), torch.stack([a, b])
 
     # -- loss --------------------------------------------------------------------------------

@@ -42,15 +42,13 @@ def care_loss(z1: Tensor, z2: Tensor, chunks: int) -> Tensor:
         z2 = F.normalize(z2.float(), dim=1)
         ids = chunk_ids(n, chunks, z1.device)
         pairs = (ids[:, None] == ids[None, :]) & ~torch.eye(n, dtype=torch.bool, device=z1.device)
-        # Each chunk's pairs weigh 1 / (its pair count x the number of chunks that have pairs).
-        sizes = chunk_sizes(n, chunks)
-        q, r = sizes[-1], sum(m > sizes[-1] for m in sizes)
-        with_pairs = max(sum(m > 1 for m in sizes), 1)
-        size = torch.where(ids < r, q + 1, q).float()  # the size of each image's chunk
-        count = size * (size - 1)
-        weight = torch.where(count > 0, 1.0 / (count.clamp(min=1) * with_pairs), 0.0)
+        # A row of a chunk of m images holds m - 1 pairs, the chunk m (m - 1): each pair weighs
+        # 1 / (m (m - 1)), then the chunks that have pairs are averaged.
+        partners = pairs.sum(1, keepdim=True)  # m - 1
+        weights = pairs / (partners * (partners + 1)).clamp(min=1)
+        with_pairs = max(sum(m > 1 for m in chunk_sizes(n, chunks)), 1)
         diff = z1 @ z1.T - z2 @ z2.T
-        return (diff.square() * (pairs * weight[:, None])).sum()
+        return (diff.square() * weights).sum() / with_pairs
 
 
 def uniformity_loss(z: Tensor, t: float = 2.0) -> Tensor:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from equissl.errors import DataError, UserError
-from equissl.reports.atomic import write_bytes_atomic
+from equissl.reports.figure import panel_row, save_png
 
 DEFAULT_METRICS = ("train/loss", "train/online_acc", "train/transform_acc")
 
@@ -79,10 +78,6 @@ def plot_curves(
     atomically and return its path. Rendered with Agg on a private Figure, so no screen is needed
     and pyplot's global state is untouched.
     """
-    # Imported here so that importing equissl.reports stays cheap.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not run_dirs:
         raise UserError("no runs to plot")
     if labels is not None and len(labels) != len(run_dirs):
@@ -93,9 +88,8 @@ def plot_curves(
     shown = [m for m in metrics if any(m in run for run in curves)]
     if not shown:
         raise UserError(f"none of the metrics {list(metrics)} was logged by these runs")
-    fig = Figure(figsize=(4.5 * len(shown), 3.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    for ax, metric in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown, strict=True):
+    fig, axes = panel_row(len(shown))
+    for ax, metric in zip(axes, shown, strict=True):
         for label, run in zip(labels, curves, strict=True):
             if metric in run:
                 ax.plot(*run[metric], label=label, linewidth=1.2)
@@ -103,6 +97,4 @@ def plot_curves(
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return write_bytes_atomic(out_png, buf.getvalue())
+    return save_png(fig, out_png)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from equissl.errors import UserError
-from equissl.reports.atomic import write_bytes_atomic
+from equissl.reports.figure import panel_row, save_png
 
 
 def plot_sensitivity(
@@ -21,9 +20,6 @@ def plot_sensitivity(
     other space present in every run; write the PNG atomically and return its path. Rendered
     with Agg on a private Figure (no screen, pyplot's global state untouched).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not curves:
         raise UserError("no hue-sensitivity curves to plot")
     common = set.intersection(*(set(c) for c in curves.values())) - {"degrees"}
@@ -33,10 +29,8 @@ def plot_sensitivity(
         if "degrees" not in curve:
             raise UserError(f"hue-sensitivity curve {label!r} has no 'degrees'")
     shown = [space] + sorted(common - {space})
-    fig = Figure(figsize=(4.5 * len(shown), 3.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    fig.suptitle(title)
-    for ax, name in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown, strict=True):
+    fig, axes = panel_row(len(shown), title)
+    for ax, name in zip(axes, shown, strict=True):
         for label, curve in curves.items():
             ax.plot(curve["degrees"], curve[name], label=label, marker="o", markersize=3)
         ax.set_title(name)
@@ -44,9 +38,7 @@ def plot_sensitivity(
         ax.set_ylabel("cos(f(x), f(hue(x)))")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return write_bytes_atomic(out_png, buf.getvalue())
+    return save_png(fig, out_png)
 
 
 def plot_rows_sensitivity(

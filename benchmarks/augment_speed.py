@@ -34,7 +34,7 @@ def time_call(fn: Callable[[], object], reps: int, device: torch.device) -> tupl
 
 
 def _backbone_step(views: torch.Tensor, width: int) -> Callable[[], None]:
-    from equissl.models.resnet import build_backbone  # only needed for --backbone
+    from equissl.models import build_backbone  # only needed for --backbone
 
     model = build_backbone("resnet18", width=width, in_channels=views.shape[1]).to(views.device)
     return lambda: model(views).sum().backward()

@@ -5,13 +5,11 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from equissl.cli import main
+from equissl.cli import EXPERIMENTS, main
 from equissl.sweep import load_sweep, sweep_configs
 
 
-@pytest.mark.parametrize(
-    "name", ["transformations", "essl-cifar10", "class-information", "care", "ce-vs-care"]
-)
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_has_the_three_scales(name):
     sweep = load_sweep(name)
     assert set(sweep.scales) == {"smoke", "cpu", "paper"}
@@ -74,3 +72,23 @@ def test_ce_vs_care_study_at_smoke_scale(tmp_path):
     assert care["method"] == "none+rotation:care" and "transform_acc" not in care
     assert "train/rotation_care_uniformity" in (root / "rotation-care" / "metrics.csv").read_text()
     assert "emb_rotation_equiv_err" in care
+
+
+def test_base_augmentations_study_at_smoke_scale(tmp_path):
+    assert main(["experiment", "base-augmentations", "scale=smoke", f"out_dir={tmp_path}"]) == 0
+    root = tmp_path / "base-augmentations-smoke"
+    for aug in ("none", "cropflip", "simclr"):
+        plain = json.loads((root / f"{aug}-resnet18" / "results.json").read_text())
+        eq = json.loads((root / f"{aug}-eqresnet18" / "results.json").read_text())
+        cfg = OmegaConf.load(root / f"{aug}-eqresnet18" / "config.yaml")
+        assert cfg.method.equivariance[0].augment == aug and cfg.backbone.group == "c4"
+        assert plain["backbone"] == "resnet18-w4" and eq["backbone"] == "eqresnet18-c4-w4"
+        assert 0 <= eq["train_transform_acc"] <= 100 and 0 <= eq["linear_acc"] <= 100
+    table = (root / "results.md").read_text().splitlines()
+    header = next(r for r in table if r.startswith("| name |"))
+    gain = [c.strip() for c in header.strip("|").split("|")].index("linear_acc_gain")
+    row = next(r for r in table if r.startswith("| none-eqresnet18 |"))
+    eq = json.loads((root / "none-eqresnet18" / "results.json").read_text())
+    base = json.loads((root / "none-resnet18" / "results.json").read_text())
+    expected = eq["linear_acc"] - base["linear_acc"]
+    assert float(row.strip("|").split("|")[gain]) == pytest.approx(expected, abs=0.01)

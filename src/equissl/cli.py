@@ -137,7 +137,14 @@ def cmd_report(args: list[str]) -> None:
     print(f"wrote {', '.join(written)}")
 
 
-EXPERIMENTS = ("transformations", "essl-cifar10", "class-information", "care", "ce-vs-care")
+EXPERIMENTS = (
+    "transformations",
+    "essl-cifar10",
+    "class-information",
+    "care",
+    "ce-vs-care",
+    "base-augmentations",
+)
 
 
 def cmd_experiment(args: list[str]) -> None:

@@ -86,9 +86,12 @@ class MethodConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "resnet18"  # resnet18 | resnet34 | resnet50
+    name: str = "resnet18"  # resnet18 | resnet34 | resnet50 | eqresnet18 | eqresnet34
     stem: str = "cifar"  # cifar (3x3 stride 1, no max-pool) | imagenet (7x7 stride 2, max-pool)
-    width: int = 64  # channels of the first stage (64 is the standard ResNet)
+    width: int = 64  # channels of the first stage (64 is the standard ResNet); an EqResNet
+    #                  matches the parameter count of the ResNet of this width
+    group: str = "c4"  # EqResNet: c4 (90-degree rotations, p4) | d4 (and mirrors, p4m)
+    fields: int = 0  # EqResNet: fields (|G| channels each) of the first stage; 0: width/sqrt|G|
 
 
 @dataclass
@@ -176,7 +179,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
     "method.equivariance.*.heads": ("joint", "separate"),
     "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
-    "backbone.name": ("resnet18", "resnet34", "resnet50"),
+    "backbone.name": ("resnet18", "resnet34", "resnet50", "eqresnet18", "eqresnet34"),
+    "backbone.group": ("c4", "d4"),
     "backbone.stem": ("cifar", "imagenet"),
     "optim.name": ("sgd", "lars"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
@@ -202,7 +206,11 @@ POSITIVE = (
     "eval.geometry_limit",
     "eval.equivariance_mlp_epochs",
 )
-NON_NEGATIVE = ("optim.epochs", "optim.warmup_epochs")  # 0 epochs: a randomly initialised encoder
+NON_NEGATIVE = (
+    "optim.epochs",
+    "optim.warmup_epochs",
+    "backbone.fields",
+)  # 0 epochs: a randomly initialised encoder
 
 
 def preset_names() -> list[str]:
@@ -275,12 +283,20 @@ def _merge(base: DictConfig, other: DictConfig | ListConfig, what: str) -> DictC
         raise ConfigError(f"bad config in {what}: {str(exc).splitlines()[0]}") from None
 
 
+# Short keys: `backbone=eqresnet18 group=c4` sets backbone.name and backbone.group.
+SHORT_KEYS = {"backbone": "backbone.name", "group": "backbone.group"}
+
+
 def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
-    """`key=value` strings into (key, value) pairs, values parsed as YAML."""
+    """`key=value` strings into (key, value) pairs, values parsed as YAML (short keys
+    expanded)."""
     pairs = []
     for arg in args:
         if "=" not in arg or arg.startswith("="):
             raise ConfigError(f"expected key=value, got '{arg}'")
+        key, value = arg.split("=", 1)
+        if key in SHORT_KEYS:
+            arg = f"{SHORT_KEYS[key]}={value}"
         try:
             parsed = OmegaConf.from_dotlist([arg])
         except OmegaConfBaseException as exc:

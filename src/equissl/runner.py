@@ -247,6 +247,14 @@ def evaluate_method(
     return out
 
 
+def backbone_label(cfg: DictConfig) -> str:
+    """e.g. resnet18-w16, eqresnet18-c4-w16 (an EqResNet with `fields` set: -f8)."""
+    b = cfg.backbone
+    if not b.name.startswith("eq"):
+        return f"{b.name}-w{b.width}"
+    return f"{b.name}-{b.group}-" + (f"f{b.fields}" if b.fields else f"w{b.width}")
+
+
 def method_label(cfg: DictConfig) -> str:
     if cfg.optim.epochs == 0:
         return "random-init"
@@ -298,7 +306,7 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
     results: dict[str, Any] = {
         "name": cfg.name,
         "method": method_label(cfg),
-        "backbone": f"{cfg.backbone.name}-w{cfg.backbone.width}",
+        "backbone": backbone_label(cfg),
         "data": cfg.data.name,
         "seed": cfg.seed,
         "epochs": trainer.current_epoch,

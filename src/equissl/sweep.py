@@ -7,6 +7,8 @@ A sweep file (YAML) names the runs:
     overrides: []             # key=value for every run
     columns: [method, seed, linear_acc, knn_acc, transform_acc]
     group_by: null            # e.g. method: mean +- std over seeds
+    baselines: {}             # run -> the run it is compared with, e.g. {eq: plain}
+    gains: []                 # columns whose difference from the baseline's is <column>_gain
     runs:
       - {name: simclr, presets: [simclr]}
       - {name: esimclr, presets: [esimclr], overrides: [method.equivariance.0.weight=0.4]}
@@ -63,6 +65,21 @@ class Sweep:
     columns: list[str] = field(default_factory=lambda: list(DEFAULT_COLUMNS))
     group_by: str | None = None
     scales: dict[str, list[str]] = field(default_factory=dict)
+    baselines: dict[str, str] = field(default_factory=dict)
+    gains: list[str] = field(default_factory=list)
+
+
+def add_gains(rows: list[dict], baselines: dict[str, str], columns: list[str]) -> None:
+    """Give each row with a baseline run `<column>_gain`: its value minus the baseline's (for
+    the columns both have as numbers)."""
+    by_name = {row["name"]: row for row in rows}
+    for name, base in baselines.items():
+        row, ref = by_name.get(name), by_name.get(base)
+        if row is None or ref is None:
+            continue
+        for c in columns:
+            if isinstance(row.get(c), int | float) and isinstance(ref.get(c), int | float):
+                row[f"{c}_gain"] = row[c] - ref[c]
 
 
 def load_sweep(name: str) -> Sweep:
@@ -74,6 +91,10 @@ def load_sweep(name: str) -> Sweep:
         raise ConfigError(f"bad sweep file {name}: {' '.join(str(exc).split())[:200]}") from None
     if not sweep.runs:
         raise ConfigError(f"sweep file {name} lists no runs")
+    names = {run.name for run in sweep.runs}
+    unknown = sorted({*sweep.baselines, *sweep.baselines.values()} - names)
+    if unknown:
+        raise ConfigError(f"sweep file {name}: baselines name runs it lacks: {', '.join(unknown)}")
     return sweep  # type: ignore[return-value]
 
 
@@ -138,6 +159,7 @@ def run_sweep(
         return "", root
     dirs = [root / cfg.name for cfg in configs]
     rows = collect_results(dirs)
+    add_gains(rows, sweep.baselines, sweep.gains)
     write_table(rows, sweep.columns, root / "results", title=sweep.name, group_by=sweep.group_by)
     plot_curves(dirs, root / "curves.png")
     plot_rows_sensitivity(rows, root / "hue_sensitivity.png")

@@ -62,6 +62,8 @@ class Method(nn.Module):
             stem=cfg.backbone.stem,
             width=cfg.backbone.width,
             in_channels=in_channels,
+            group=cfg.backbone.group,
+            fields=cfg.backbone.fields,
         )
         d = self.backbone.num_features
         self.view_size = cfg.augment.size or image_size
@@ -84,6 +86,7 @@ class Method(nn.Module):
                 image_size=image_size,
                 channels=in_channels,
                 num_features=d,
+                head_features=d * self.backbone.group_order,
                 name=name,
                 own_projector=self.shared_projector is None,
             )
@@ -120,6 +123,14 @@ class Method(nn.Module):
         """Backbone features of float views in [0, 1] (normalised here)."""
         return self.backbone(self.normalize(views))
 
+    def encode_for(self, term: EquivarianceTerm, views: torch.Tensor) -> torch.Tensor:
+        """What `term` reads: the flattened orientation features (an EqResNet's group axis,
+        which its invariant representation pools away), or for `care` terms the
+        representation its projector embeds."""
+        if term.mode == "care":
+            return self.encode(views)
+        return self.backbone.orientation_features(self.normalize(views)).flatten(1)
+
     def make_views(
         self, images: torch.Tensor, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
@@ -153,21 +164,25 @@ class Method(nn.Module):
         n = images.shape[0]
         metrics: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=images.device)
-        probe = h_inv = None
+        probe = h_inv = o_inv = None
         if self.invariance is not None:
             x = self.normalize(views["invariance"])
-            h_inv = self.backbone(x)
+            o_inv = self.backbone.orientation_features(x)  # one pass for reusing terms too
+            h_inv = o_inv.mean(-1)
             ssl, parts = self.invariance(h_inv, x)
             total = total + ssl
             metrics.update(parts)
             probe = h_inv[:n]
         for i, term in enumerate(self.terms):
-            h = h_inv if self._reuses_invariance_views(term) else self.encode(views[str(i)])
+            if self._reuses_invariance_views(term):
+                h = o_inv.flatten(1)
+            else:
+                h = self.encode_for(term, views[str(i)])
             term_loss, parts = term.loss(h, views[f"{i}/targets"], self.shared_projector)
             total = total + term.weight * term_loss
             metrics.update(parts)
-            if probe is None:
-                probe = h[:n]
+            if probe is None:  # the classifier reads the representation, not the orientations
+                probe = h[:n] if term.mode == "care" else self._pool_orientations(h[:n])
         if self.first_predicted is not None:
             metrics["transform_acc"] = metrics[f"{self.first_predicted}_acc"]
         online_loss, metrics["online_acc"] = masked_cross_entropy(
@@ -184,6 +199,9 @@ class Method(nn.Module):
             metrics["class_loss"] = class_loss.detach()
         metrics["loss"] = total.detach()
         return total + online_loss, metrics
+
+    def _pool_orientations(self, h: torch.Tensor) -> torch.Tensor:
+        return h.view(h.shape[0], -1, self.backbone.group_order).mean(-1)
 
     def embedding_head(self) -> nn.Module | None:
         """The projector whose (L2-normalised) output is the method's embedding: the first CARE
@@ -215,7 +233,7 @@ class Method(nn.Module):
                 for start in range(0, images.shape[0], chunk):
                     x = to_float(images[start : start + chunk].to(self.mean.device))
                     views, labels = term.transformation.expand(resize_float(x, term.size))
-                    hits += (term.predict(self.encode(views)) == labels).sum()
+                    hits += (term.predict(self.encode_for(term, views)) == labels).sum()
                 total = max(k * images.shape[0], 1)
                 result[f"{term.name}_acc"] = 100.0 * float(hits) / total
         return result

@@ -73,9 +73,13 @@ class EquivarianceTerm(nn.Module):
         num_features: int,
         name: str,
         own_projector: bool = False,
+        head_features: int = 0,
     ) -> None:
-        """`own_projector`: a `care` term embeds with its own projector (d-4d-4d) instead of the
-        invariance branch's (for methods without one, e.g. a pure pretext task)."""
+        """`num_features`: the backbone's representation (what `care` terms embed);
+        `head_features`: what the heads of the other modes read (an EqResNet's orientation
+        features, |G| times wider; 0: the representation). `own_projector`: a `care` term
+        embeds with its own projector (d-4d-4d) instead of the invariance branch's (for methods
+        without one, e.g. a pure pretext task)."""
         super().__init__()
         self.name = name
         self.mode = cfg.mode
@@ -85,14 +89,16 @@ class EquivarianceTerm(nn.Module):
         scale = (cfg.scale_min, cfg.scale_max)
         self.augment = make_augment(cfg.augment, self.size, scale, augment_cfg)
         self.parts = str(cfg.transform).split("+")
-        d = num_features if cfg.mode == "predict" else 2 * num_features
-        hidden = cfg.head_hidden or 4 * num_features
+        f = head_features or num_features
+        d = f if cfg.mode == "predict" else 2 * f
+        hidden = cfg.head_hidden or 4 * f
         self.projector = None
         if cfg.mode == "care":
             self.chunks = int(cfg.chunks)
             self.uniformity = float(cfg.uniformity)
             self.heads = nn.ModuleList()
             if own_projector:
+                hidden = cfg.head_hidden or 4 * num_features
                 self.projector = projector(num_features, hidden, 4 * num_features)
             self.transformation = (
                 None

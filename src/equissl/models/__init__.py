@@ -1,6 +1,16 @@
 """Backbones and heads."""
 
+from equissl.models.backbones import BACKBONES, build_backbone
+from equissl.models.eqresnet import EqResNet
 from equissl.models.heads import mlp, projector, transformation_head
-from equissl.models.resnet import ResNet, build_backbone
+from equissl.models.resnet import ResNet
 
-__all__ = ["ResNet", "build_backbone", "mlp", "projector", "transformation_head"]
+__all__ = [
+    "BACKBONES",
+    "EqResNet",
+    "ResNet",
+    "build_backbone",
+    "mlp",
+    "projector",
+    "transformation_head",
+]

@@ -97,14 +97,11 @@ class ResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    group_order = 1  # no group axis: the orientation features are the representation
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.stages(self.stem(x))).flatten(1)
 
-
-def build_backbone(
-    name: str = "resnet18", *, stem: str = "cifar", width: int = 64, in_channels: int = 3
-) -> ResNet:
-    """A backbone by name; `forward` gives the (batch, features) representation."""
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(LAYOUTS)}")
-    return ResNet(name, stem=stem, width=width, in_channels=in_channels)
+    def orientation_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, features, 1): the interface of EqResNet's orientation features."""
+        return self.forward(x).unsqueeze(-1)

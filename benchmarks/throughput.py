@@ -11,24 +11,21 @@ overhead of everything that is not the backbone; the goal on CPU is at most 1.15
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import time
 
 import torch
 
+from common import add_timing_options, provenance, set_up, sync
 from equissl.config import build_config
 from equissl.methods import Method
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def measure(preset: str, args: argparse.Namespace, device: torch.device) -> dict:
-    cfg = build_config([preset], [f"backbone.width={args.width}", f"backbone.name={args.backbone}"])
+    cfg = build_config(
+        [preset],
+        [f"backbone.width={args.width}", f"backbone.name={args.backbone}", f"group={args.group}"],
+    )
     n, size = args.batch, args.size
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n * 4, 3, size, size), dtype=torch.uint8, generator=g).to(
@@ -54,9 +51,7 @@ def measure(preset: str, args: argparse.Namespace, device: torch.device) -> dict
         opt.step()
 
     gen = torch.Generator(device=device).manual_seed(0)
-    views = {
-        k: v for k, v in method.make_views(images[:n], gen).items() if not k.endswith("labels")
-    }
+    views = {k: v for k, v in method.make_views(images[:n], gen).items() if v.dim() == 4}
     normalised = [((v - 0.5) / 0.25).contiguous() for v in views.values()]
 
     def bare_step(i: int) -> None:
@@ -73,10 +68,10 @@ def measure(preset: str, args: argparse.Namespace, device: torch.device) -> dict
     steps = {"full": full_step, "bare": bare_step, "augment": augment_only}
     for i in range(args.warmup + args.steps):
         for name, fn in steps.items():  # interleaved, so load changes hit all three alike
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             fn(i)
-            _sync(device)
+            sync(device)
             if i >= args.warmup:
                 timings[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in timings.items()}
@@ -97,24 +92,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", default=["simclr", "esimclr"])
     p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--group", default="c4", help="for an eqresnet backbone: c4 | d4")
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_timing_options(p, batch=256, steps=10, warmup=2)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"device {device}, {args.backbone} width {args.width}, batch {args.batch}, {args.size}px, commit {commit}"
-    )
+    device = set_up(args)
+    print(provenance(args, device, f"{args.backbone} width {args.width}"))
     print(
         "| method | views per step | images/s | step ms | bare fwd+bwd ms | augment ms | step/bare | step/augment |"
     )

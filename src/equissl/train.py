@@ -30,6 +30,14 @@ from equissl.optim import build_optimizer, param_groups, warmup_cosine
 from equissl.reports.atomic import write_text_atomic
 
 
+def to_channels_last(module: torch.nn.Module) -> None:
+    """channels_last for every 4-D parameter (conv filters); other ranks (an EqResNet's 5-D
+    free filter parameters, which it expands per step) stay as they are."""
+    for p in module.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+
+
 class PretrainModule(L.LightningModule):
     def __init__(
         self, cfg: DictConfig, method: Method, images: torch.Tensor, labels: torch.Tensor
@@ -62,7 +70,7 @@ class PretrainModule(L.LightningModule):
         self.nonfinite = self.nonfinite.to(device)
         self.method.channels_last = device.type == "cuda" and self.cfg.trainer.channels_last
         if self.method.channels_last:
-            self.method.to(memory_format=torch.channels_last)
+            to_channels_last(self.method)
 
     def on_train_epoch_start(self) -> None:
         world, rank = self.trainer.world_size, self.trainer.global_rank

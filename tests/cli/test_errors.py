@@ -45,7 +45,15 @@ from equissl.cli import main
         (["experiment", "care", "scale=huge"], "unknown scale 'huge' for care"),
         (["pretrain", "optim.lr=-1"], "'optim.lr': -1.0; it must be positive"),
         (["pretrain", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
-        (["pretrain", "backbone.name=vgg"], "choose one of resnet18, resnet34, resnet50"),
+        (
+            ["pretrain", "backbone.name=vgg"],
+            "choose one of resnet18, resnet34, resnet50, eqresnet18, eqresnet34",
+        ),
+        (
+            ["pretrain", "backbone=eqresnet18", "group=c8"],
+            "'backbone.group': 'c8'; choose one of c4, d4",
+        ),
+        (["pretrain", "backbone=eqresnet18", "backbone.fields=-1"], "'backbone.fields': -1"),
         (["pretrain", "method.equivariance.0.transform=rot"], "does not exist"),
         (["pretrain", "esimclr", "method.equivariance.0.mode=guess"], "choose one of predict"),
         (["pretrain", "method.invariance=none"], "needs at least one method.equivariance term"),

@@ -103,3 +103,44 @@ def test_care_terms_train(presets, overrides, metric):
     loss.backward()
     grads = [p.grad for p in method.backbone.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+@pytest.mark.parametrize(
+    "presets,group",
+    [
+        (["simclr"], "c4"),
+        (["esimclr"], "c4"),
+        (["esimclr"], "d4"),
+        (["simsiam"], "c4"),
+        (["byol"], "c4"),
+        (["barlow_twins"], "c4"),
+        (["vicreg"], "c4"),
+        (["pretext"], "d4"),
+        (["care"], "c4"),
+    ],
+)
+def test_every_method_trains_with_an_eqresnet(presets, group):
+    overrides = ["backbone=eqresnet18", f"group={group}", "backbone.fields=2"]
+    if presets == ["care"]:
+        overrides.append("method.equivariance.0.chunks=4")
+    losses = _train(presets, overrides, steps=20)
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    assert _decreases(losses), losses
+
+
+def test_eqresnet_rotation_head_reads_the_orientation_features():
+    cfg = build_config(["esimclr"], ["backbone=eqresnet18", "group=c4", "backbone.fields=2"])
+    ones = torch.ones(3)
+    method = Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=ones, std=ones)
+    method.eval()
+    assert cfg.backbone.name == "eqresnet18" and method.backbone.group.name == "c4"  # short keys
+    assert method.backbone.num_features == 16
+    assert method.terms[0].heads[0][0].in_features == 16 * 4  # features x |G|
+    x = torch.rand(2, 3, SIZE, SIZE)
+    turned = torch.rot90(x, 1, dims=(-2, -1))
+    term = method.terms[0]
+    # the invariant representation cannot tell the rotation; what the head reads can
+    assert torch.allclose(method.encode(turned), method.encode(x), atol=1e-5)
+    h, h_turned = method.encode_for(term, x), method.encode_for(term, turned)
+    assert not torch.allclose(h, h_turned, atol=1e-3)
+    assert torch.allclose(h_turned.view(2, 16, 4), h.view(2, 16, 4).roll(1, -1), atol=1e-5)

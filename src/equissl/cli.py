@@ -14,7 +14,8 @@ USAGE = """usage: equissl <command> [preset ...] [key=value ...]
 
 commands:
   pretrain [preset ...] [key=value ...]   pretrain (then evaluate) into runs/<name>/
-  eval ckpt=PATH [key=value ...]          linear probe + kNN of a checkpoint's backbone
+  eval ckpt=PATH [out=F.json] [key=value]  evaluate a checkpoint's frozen backbone
+  export ckpt=PATH out=FILE.safetensors   the trained backbone alone, for equissl.load_backbone
   sweep SWEEP [key=value ...]             several runs side by side, then a table and a plot
   report RUN_DIR ... [out=STEM]           table of finished runs (Markdown + CSV) and curves PNG
   experiment NAME [scale=S] [key=value]   a study of the papers at scale smoke|cpu|paper
@@ -86,12 +87,30 @@ def cmd_eval(args: list[str]) -> None:
         raise _Usage("eval needs ckpt=PATH (e.g. ckpt=runs/esimclr/last.ckpt)")
     if not Path(ckpt).is_file():
         raise UserError(f"checkpoint not found: {ckpt}")
+    out = _pop(overrides, "out") or "eval.json"
+    if Path(out).name != out or not out.endswith(".json"):
+        raise _Usage(f"out= names a .json file written beside the checkpoint, got '{out}'")
     saved = Path(ckpt).parent / "config.yaml"
     base = load_config_file(saved) if saved.is_file() else None
     cfg = build_config(presets, overrides, base=base)
-    results = evaluate_checkpoint(cfg, ckpt)
+    results = evaluate_checkpoint(cfg, ckpt, out)
     _print_results(results)
-    print(f"wrote {Path(ckpt).parent / 'eval.json'}")
+    print(f"wrote {Path(ckpt).parent / out}")
+
+
+def cmd_export(args: list[str]) -> None:
+    from equissl.encoder import export_backbone
+
+    presets, overrides = _split(args)
+    ckpt = _pop(overrides, "ckpt")
+    out = _pop(overrides, "out")
+    if presets or overrides or not ckpt or not out:
+        raise _Usage(
+            "export needs ckpt=PATH out=FILE.safetensors "
+            "(e.g. ckpt=runs/esimclr/last.ckpt out=backbone.safetensors)"
+        )
+    weights, description = export_backbone(ckpt, out)
+    print(f"wrote {weights} and {description}")
 
 
 def cmd_sweep(args: list[str]) -> None:
@@ -196,6 +215,7 @@ def cmd_presets(args: list[str]) -> None:
 COMMANDS = {
     "pretrain": cmd_pretrain,
     "eval": cmd_eval,
+    "export": cmd_export,
     "sweep": cmd_sweep,
     "report": cmd_report,
     "experiment": cmd_experiment,

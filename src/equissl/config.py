@@ -122,11 +122,29 @@ class TrainerConfig:
 
 @dataclass
 class LinearEvalConfig:
+    solver: str = "adamw"  # adamw: mini-batch, seeds x epochs | lbfgs: the full-batch optimum
+    #                        in seconds (seeds and epochs do not apply)
     seeds: int = 3
     epochs: int = 100
     batch_size: int = 1024
     lr: float = 0.01
     weight_decay: float = 1e-5
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 0  # fine-tune the whole encoder on each low-label split; 0: linear probe only
+    lr: float = 0.05  # SGD (Nesterov momentum 0.9), cosine decay, scaled by batch_size / 256
+    batch_size: int = 256
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class TransferConfig:
+    name: str = ""  # a second dataset probed with the frozen encoder ("": none); any reader
+    path: str | None = None
+    limit: int | None = None  # class-balanced subsets of its splits
+    test_limit: int | None = None
 
 
 @dataclass
@@ -148,6 +166,16 @@ class EvalConfig:
     #                     f(g x) ~ A f(x) is fitted: equivariance/orthogonality errors (CARE)
     geometry_limit: int = 4000  # test images for those fits (half fit, half scored)
     hue_sensitivity: bool = False  # cos(f(x), f(hue-shifted x)) for shifts 0..180 degrees, PNG
+    corruptions: list[str] = field(default_factory=list)  # CIFAR-10-C-style corruptions (or
+    #                     [all]) at severities 1-5: linear-probe accuracy table and heat map
+    corruption_limit: int = 2000  # test images per corruption and severity
+    low_label: list[float] = field(default_factory=list)  # label fractions, e.g. [0.01, 0.1]:
+    #                     class-balanced seeded subsets of the training split
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    embedding_plot: bool = False  # t-SNE (and UMAP when installed) map of test features and a
+    #                     nearest-neighbour retrieval grid, as PNGs
+    embedding_limit: int = 2000  # test images in the map
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     knn: KnnEvalConfig = field(default_factory=KnnEvalConfig)
 
@@ -183,6 +211,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "backbone.group": ("c4", "d4"),
     "backbone.stem": ("cifar", "imagenet"),
     "optim.name": ("sgd", "lars"),
+    "eval.linear.solver": ("adamw", "lbfgs"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
     "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
@@ -204,12 +233,17 @@ POSITIVE = (
     "eval.knn.temperature",
     "eval.equivariance_limit",
     "eval.geometry_limit",
+    "eval.corruption_limit",
+    "eval.embedding_limit",
+    "eval.finetune.lr",
+    "eval.finetune.batch_size",
     "eval.equivariance_mlp_epochs",
 )
 NON_NEGATIVE = (
     "optim.epochs",
     "optim.warmup_epochs",
     "backbone.fields",
+    "eval.finetune.epochs",
 )  # 0 epochs: a randomly initialised encoder
 
 
@@ -440,6 +474,19 @@ def _check_terms(cfg: DictConfig) -> None:
                         f"bad value for 'eval.{key}.{i}': {part!r}; choose one of "
                         f"{', '.join(TRANSFORMS)} (or a product a+b)"
                     )
+    from equissl.eval.corruptions import CORRUPTIONS
+
+    for i, name in enumerate(cfg.eval.corruptions):
+        if name not in CORRUPTIONS and not (name == "all" and len(cfg.eval.corruptions) == 1):
+            raise ConfigError(
+                f"bad value for 'eval.corruptions.{i}': {name!r}; choose from "
+                f"{', '.join(CORRUPTIONS)}, or [all]"
+            )
+    for i, fraction in enumerate(cfg.eval.low_label):
+        if not 0 < fraction <= 1:
+            raise ConfigError(
+                f"bad value for 'eval.low_label.{i}': {fraction}; a label fraction in (0, 1]"
+            )
     if cfg.eval.hue_sensitivity and cfg.data.channels != 3:
         raise ConfigError("eval.hue_sensitivity needs colour images: data.channels=3")
     if len(cfg.method.vicreg_weights) != 3:

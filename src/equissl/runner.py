@@ -27,13 +27,18 @@ from equissl.eval import (
     extract_features,
     geometry_metrics,
     hue_sensitivity,
-    knn_accuracy,
-    linear_probe,
 )
 from equissl.eval.features import eval_mode
 from equissl.methods import Method
 from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
+from equissl.suite import (
+    corruption_results,
+    embedding_views,
+    low_label_results,
+    probe_and_knn,
+    transfer_results,
+)
 from equissl.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
 
 
@@ -103,45 +108,6 @@ def build_method(
 def _set_threads(cfg: DictConfig) -> None:
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
-
-
-def probe_features(
-    train_f: torch.Tensor,
-    test_f: torch.Tensor,
-    data: DataSplits,
-    cfg: DictConfig,
-    device: torch.device,
-) -> dict[str, Any]:
-    """Linear probe (cfg.eval.linear.seeds seeds) and kNN of cached train/test features."""
-    lin = cfg.eval.linear
-    probe = linear_probe(
-        train_f,
-        data.train.labels,
-        test_f,
-        data.test.labels,
-        num_classes=data.num_classes,
-        seeds=lin.seeds,
-        epochs=lin.epochs,
-        batch_size=lin.batch_size,
-        lr=lin.lr,
-        weight_decay=lin.weight_decay,
-        device=device,
-    )
-    knn = knn_accuracy(
-        train_f,
-        data.train.labels,
-        test_f,
-        data.test.labels,
-        num_classes=data.num_classes,
-        k=cfg.eval.knn.k,
-        temperature=cfg.eval.knn.temperature,
-    )
-    return {
-        "linear_acc": probe["acc_mean"],
-        "linear_std": probe["acc_std"],
-        "linear_accs": probe["accs"],
-        "knn_acc": knn,
-    }
 
 
 def geometry_encoders(method: Method) -> dict[str, Any]:
@@ -217,7 +183,16 @@ def evaluate_method(
     train_f = extract_features(method.backbone, data.train.images, **kw)
     test_f = extract_features(method.backbone, data.test.images, **kw)
     t_features = time.perf_counter() - t0
-    out = probe_features(train_f, test_f, data, cfg, device)
+    out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
+    heads = out.pop("heads")
+    if cfg.eval.low_label:
+        out.update(low_label_results(method, data, cfg, device, train_f, test_f))
+    if cfg.eval.transfer.name:
+        out.update(transfer_results(method, data, cfg, device))
+    if cfg.eval.corruptions:
+        out.update(corruption_results(method, data, cfg, device, heads, figures_dir))
+    if cfg.eval.embedding_plot and figures_dir is not None:
+        out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
     accuracy = method.transformation_accuracy(
         data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
     )
@@ -357,8 +332,11 @@ def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return upgraded
 
 
-def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
-    """Evaluate the backbone of a checkpoint on cfg.data; writes eval.json beside it."""
+def evaluate_checkpoint(
+    cfg: DictConfig, ckpt: str | Path, out: str = "eval.json"
+) -> dict[str, Any]:
+    """Evaluate the backbone of a checkpoint on cfg.data; writes `out` (eval.json) beside it,
+    and the evaluation's figures."""
     _set_threads(cfg)
     data = load_data(cfg.data)
     state = load_state_dict(ckpt)
@@ -396,5 +374,5 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str | Path) -> dict[str, Any]:
         "data": cfg.data.name,
         **evaluate_method(method, data, cfg, device, Path(ckpt).parent),
     }
-    write_json(Path(ckpt).parent / "eval.json", results)
+    write_json(Path(ckpt).parent / out, results)
     return results

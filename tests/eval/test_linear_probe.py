@@ -79,3 +79,33 @@ def test_bad_inputs_raise_user_error():
         linear_probe(x, y[:10], x, y, num_classes=2)
     with pytest.raises(UserError):
         linear_probe(x, y, x, y, num_classes=2, seeds=0)
+
+
+def test_lbfgs_reaches_the_regularised_optimum():
+    from equissl.eval.linear import fit_linear_lbfgs
+
+    x, y = blobs(800, 12, 4, 6.0, seed=5)  # overlapping: a finite optimum
+    x = standardise(x)[0]
+    w, b = fit_linear_lbfgs(x, y, num_classes=4, weight_decay=1e-3)
+    assert w.shape == (1, 12, 4) and b.shape == (1, 4)
+    # first-order optimality of CE + wd/2 |W|^2, gradient written out: X^T (softmax - onehot)/N
+    p = torch.softmax(x @ w[0] + b[0], 1)
+    p[torch.arange(800), y] -= 1
+    grad_w = x.T @ p / 800 + 1e-3 * w[0]
+    assert grad_w.abs().max() < 1e-4 and (p.sum(0) / 800).abs().max() < 1e-4
+
+
+def test_lbfgs_agrees_with_the_minibatch_probe_and_returns_heads():
+    x, y = blobs(3000, 16, 5, 5.0, seed=6)
+    kw = dict(num_classes=5, weight_decay=1e-5)
+    fast = linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], solver="lbfgs", **kw)
+    slow = linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], epochs=60, batch_size=128, **kw)
+    assert abs(fast["acc_mean"] - slow["acc_mean"]) < 1.0
+    assert len(fast["accs"]) == 1 and fast["acc_std"] == 0.0
+    out = linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], return_heads=True, epochs=5, **kw)
+    logits = out["heads"](x[2000:])  # raw features in, standardised inside
+    assert logits.shape == (3, 1000, 5)
+    accs = (logits.argmax(-1) == y[2000:]).double().mean(1) * 100
+    assert accs.tolist() == pytest.approx(out["accs"])
+    with pytest.raises(UserError, match="unknown linear probe solver 'sgd'"):
+        linear_probe(x[:20], y[:20], x[20:40], y[20:40], num_classes=5, solver="sgd")

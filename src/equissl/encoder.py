@@ -1,0 +1,464 @@
+"""The trained encoder on its own: export a run's backbone, load it back, extract features.
+
+`equissl export ckpt=runs/<name>/last.ckpt out=backbone.safetensors` writes two files:
+
+- `backbone.safetensors`: the backbone's state dict (parameters and persistent buffers such as
+  BatchNorm running statistics), keys without the `backbone.` prefix;
+- `backbone.json`: how to rebuild it (`build_backbone` arguments), the normalisation mean and
+  std the encoder was trained with, the training image size, and where it came from.
+
+`load_backbone("backbone.safetensors")` reads both and returns an `Encoder` in eval mode: float
+images in [0, 1] (or uint8) of shape (N, C, H, W) in, (N, features) out, normalised exactly as
+during training and `equissl eval`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from equissl.augment.stats import normalize, to_float
+from equissl.errors import DataError, UserError
+from equissl.models import build_backbone
+
+FORMAT = "equissl-backbone"
+FORMAT_VERSION = 1
+PREFIX = "backbone."
+BACKBONE_KEYS = ("name", "stem", "width", "group", "fields", "in_channels")
+# Image sizes of the built-in readers when data.size=0 keeps the source size.
+NATIVE_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32, "stl10": 96}
+
+
+class CheckpointError(UserError):
+    """The checkpoint to export is missing, unreadable or not written by `equissl pretrain`."""
+
+
+class ExportError(UserError):
+    """The export destination (`out=`) is unusable."""
+
+
+class BackboneFileError(DataError):
+    """An exported backbone (.safetensors and its .json) is missing, malformed or mismatched."""
+
+
+class ImageShapeError(UserError, ValueError):
+    """Images given to an Encoder have the wrong type, rank or channel count."""
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoder
+
+
+class Encoder(nn.Module):
+    """A trained backbone with its normalisation: images in [0, 1] (or uint8) -> features.
+
+    Attributes: `backbone` (ResNet or EqResNet), `num_features`, `group_order` (|G|, 1 for a
+    ResNet), `in_channels`, `image_size` (the training image size, or None if unknown) and
+    `config` (the exported JSON as a dict).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clone())
+        self.config = dict(config or {})
+        self.num_features = int(backbone.num_features)
+        self.group_order = int(getattr(backbone, "group_order", 1))
+        self.in_channels = int(self.mean.numel())
+        size = self.config.get("image_size")
+        self.image_size = int(size) if size else None
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked, normalised float32 input for the backbone, on the encoder's device."""
+        if not isinstance(images, torch.Tensor):
+            raise ImageShapeError(
+                f"images must be a torch tensor (N, C, H, W), got {type(images).__name__}"
+            )
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise ImageShapeError(
+                f"this encoder takes {self.in_channels}-channel images of shape "
+                f"(N, {self.in_channels}, H, W), got shape {tuple(images.shape)}"
+            )
+        images = images.to(self.mean.device)
+        if images.dtype == torch.uint8:
+            x = to_float(images)  # x * float32(1/255), as training and `equissl eval` do
+        elif images.is_floating_point():
+            x = images.to(self.mean.dtype)
+        else:
+            raise ImageShapeError(
+                f"images must be float in [0, 1] or uint8 in [0, 255], got {images.dtype}"
+            )
+        return normalize(x, self.mean, self.std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, features): the representation every evaluation reads (group-invariant for an
+        EqResNet)."""
+        return self.backbone(self.prepare(images))
+
+    def orientation_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, features, |G|): pooled over space but not over the group (|G| = 1 for a ResNet);
+        rotating the input permutes the last axis of an EqResNet's."""
+        return self.backbone.orientation_features(self.prepare(images))
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: Encoder,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    *,
+    orientations: bool = False,
+) -> torch.Tensor:
+    """Features of (N, C, H, W) images (float in [0, 1] or uint8, on any device), `batch_size` at
+    a time on the encoder's device, in eval mode, without gradients; a float32 CPU tensor
+    (N, features), or (N, features, |G|) with `orientations=True`."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be positive, got {batch_size}")
+    encoder.prepare(images[:1])  # type, rank and channels checked once, before any work
+    run = encoder.orientation_features if orientations else encoder
+    modes = [m.training for m in encoder.modules()]
+    encoder.eval()
+    try:
+        parts = [
+            run(images[start : start + batch_size]).float().cpu()
+            for start in range(0, images.shape[0], batch_size)
+        ]
+    finally:
+        for m, mode in zip(encoder.modules(), modes, strict=True):
+            m.training = mode
+    if parts:
+        return torch.cat(parts)
+    shape = (0, encoder.num_features) + ((encoder.group_order,) if orientations else ())
+    return torch.zeros(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def json_path_of(weights: str | Path) -> Path:
+    """`backbone.safetensors` -> `backbone.json`, the description written beside it."""
+    return Path(weights).with_suffix(".json")
+
+
+def _bad_json(path: Path, why: str) -> BackboneFileError:
+    return BackboneFileError(f"malformed backbone description {path}: {why}; re-run equissl export")
+
+
+def read_description(path: str | Path) -> dict[str, Any]:
+    """The exported JSON, checked for what `load_backbone` needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneFileError(
+            f"backbone description {path} not found; equissl export writes it beside the "
+            ".safetensors file: keep the two together"
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad_json(path, _one_line(exc)) from None
+    if not isinstance(info, dict):
+        raise _bad_json(path, "expected a JSON object")
+    version = info.get("format_version")
+    if not isinstance(version, int):
+        raise _bad_json(path, "no integer format_version")
+    if version > FORMAT_VERSION:
+        raise BackboneFileError(
+            f"{path} has format_version {version}, newer than this equissl reads "
+            f"({FORMAT_VERSION}); upgrade equissl"
+        )
+    arch = info.get("backbone")
+    if not isinstance(arch, dict):
+        raise _bad_json(path, "no 'backbone' object")
+    missing = [k for k in BACKBONE_KEYS if k not in arch]
+    if missing:
+        raise _bad_json(path, f"'backbone' lacks {', '.join(missing)}")
+    for key in ("width", "fields", "in_channels"):
+        if not isinstance(arch[key], int) or isinstance(arch[key], bool):
+            raise _bad_json(path, f"backbone.{key} must be an integer, got {arch[key]!r}")
+    for key in ("mean", "std"):
+        values = info.get(key)
+        if (
+            not isinstance(values, list)
+            or len(values) != arch["in_channels"]
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        ):
+            raise _bad_json(
+                path,
+                f"'{key}' must list one number per input channel ({arch['in_channels']}), "
+                f"got {values!r}",
+            )
+    if any(v <= 0 for v in info["std"]):
+        raise _bad_json(path, "'std' values must be positive")
+    return info
+
+
+def _mismatch(weights: Path, state: dict[str, torch.Tensor], model: nn.Module) -> str | None:
+    """How the file's tensors differ from the model's state dict (None when they match)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys ({', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys ({', '.join(unexpected[:3])})")
+    if shapes:
+        parts.append(f"wrong shapes (file vs model: {'; '.join(shapes[:3])})")
+    return f"weights {weights} do not match the architecture in {json_path_of(weights)}: " + (
+        ", ".join(parts)
+    )
+
+
+def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """The encoder exported by `equissl export` (the .safetensors path, its .json beside it), on
+    `device`, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(path)
+    if weights.suffix == ".json":  # the description was given: its weights lie beside it
+        weights = weights.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise BackboneFileError(f"backbone file not found: {weights}")
+    info = read_description(json_path_of(weights))
+    arch = info["backbone"]
+    try:
+        backbone = build_backbone(
+            str(arch["name"]),
+            stem=str(arch["stem"]),
+            width=arch["width"],
+            in_channels=arch["in_channels"],
+            group=str(arch["group"]),
+            fields=arch["fields"],
+        )
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise _bad_json(json_path_of(weights), _one_line(exc)) from None
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise BackboneFileError(
+            f"cannot read backbone weights {weights} ({_one_line(exc)}); re-run equissl export"
+        ) from None
+    problem = _mismatch(weights, state, backbone)
+    if problem:
+        raise BackboneFileError(problem)
+    backbone.load_state_dict(state, strict=True)
+    mean = torch.tensor(info["mean"], dtype=torch.float32)
+    std = torch.tensor(info["std"], dtype=torch.float32)
+    return Encoder(backbone, mean, std, info).to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def check_destination(out: str | Path) -> Path:
+    """`out` must end in .safetensors and lie in a folder that exists or can be made and is
+    writable; nothing is created here."""
+    out = Path(out)
+    if out.suffix != ".safetensors" or out.name == ".safetensors":
+        raise ExportError(f"out={out} must be a file name ending in .safetensors")
+    if out.is_dir():
+        raise ExportError(f"out={out} is a folder; give a file name ending in .safetensors")
+    folder = out.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExportError(f"cannot write {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write {out}: folder {existing} is not writable")
+    return out
+
+
+def read_checkpoint(ckpt: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(saved configuration, model state) of an `equissl pretrain` checkpoint; the configuration
+    comes from the checkpoint, or from config.yaml beside it for checkpoints that predate its
+    `equissl_config` entry."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {_one_line(exc)}; is it truncated?"
+        ) from None
+    not_ours = CheckpointError(
+        f"{path} is not an equissl checkpoint; give the last.ckpt of an equissl pretrain run"
+    )
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
+        raise not_ours
+    state = loaded["state_dict"]
+    if not any(k.startswith("method." + PREFIX) for k in state):
+        raise not_ours
+    saved = loaded.get("equissl_config")
+    if not isinstance(saved, dict):
+        beside = path.parent / "config.yaml"
+        if not beside.is_file():
+            raise not_ours
+        from omegaconf import DictConfig, OmegaConf
+
+        try:
+            yaml = OmegaConf.load(beside)
+            if not isinstance(yaml, DictConfig):
+                raise ValueError("not a mapping")
+            saved = OmegaConf.to_container(yaml, resolve=True)
+        except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
+            raise CheckpointError(f"cannot read {beside}: {_one_line(exc)}") from None
+    return saved, state
+
+
+def training_image_size(cfg: Any) -> int | None:
+    """The height of the images the run trained and evaluated on: data.size, else the source's
+    own size (read from the first image of an image folder; None if it cannot be found)."""
+    if cfg.data.size > 0:
+        return int(cfg.data.size)
+    if cfg.data.name in NATIVE_SIZES:
+        return NATIVE_SIZES[cfg.data.name]
+    if cfg.data.name != "imagefolder" or not cfg.data.path:
+        return None
+    try:
+        import io
+        import zipfile
+
+        from PIL import Image
+
+        from equissl.data.imagefolder import list_images
+
+        source = Path(cfg.data.path)
+        first = list_images(source)[0]
+        if source.is_dir():
+            data = (source / first).read_bytes()
+        else:
+            with zipfile.ZipFile(source) as archive:
+                data = archive.read(first)
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.size[1])
+    except Exception:  # noqa: BLE001 - best effort: the data may not be here any more
+        return None
+
+
+def _version() -> str | None:
+    import equissl
+
+    return getattr(equissl, "__version__", None)
+
+
+def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path) -> dict:
+    """The JSON written beside the weights."""
+    from equissl.runner import backbone_label, method_label
+
+    b = cfg.backbone
+    image_size = training_image_size(cfg)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "weights": weights.name,
+        "backbone": {
+            "name": str(b.name),
+            "stem": str(b.stem),
+            "width": int(b.width),
+            "group": str(b.group),
+            "fields": int(b.fields),
+            "in_channels": int(cfg.data.channels),
+        },
+        "label": backbone_label(cfg),
+        "num_features": int(backbone.num_features),
+        "group_order": int(getattr(backbone, "group_order", 1)),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "image_size": image_size,
+        "view_size": int(cfg.augment.size) or image_size,
+        "checkpoint": str(ckpt.resolve()),
+        "run_name": str(cfg.name),
+        "method": method_label(cfg),
+        "data": str(cfg.data.name),
+        "equissl_version": _version(),
+    }
+
+
+def _config_of(saved: dict[str, Any], ckpt: Path):
+    from omegaconf import OmegaConf
+
+    from equissl.config import schema
+
+    try:
+        return OmegaConf.merge(schema(), OmegaConf.create(saved))
+    except Exception as exc:  # noqa: BLE001 - OmegaConf raises many kinds
+        raise CheckpointError(
+            f"the configuration saved in {ckpt} does not fit this equissl: {_one_line(exc)}"
+        ) from None
+
+
+def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors) and its
+    description to `out` with suffix .json; both atomically. Returns (weights, json) paths."""
+    from safetensors.torch import save
+
+    from equissl.reports.atomic import write_bytes_atomic
+
+    out = check_destination(out)
+    ckpt = Path(ckpt)
+    saved, full = read_checkpoint(ckpt)
+    cfg = _config_of(saved, ckpt)
+    if "method.mean" not in full or "method.std" not in full:
+        raise CheckpointError(f"{ckpt} has no normalisation statistics (method.mean/std)")
+    mean = full["method.mean"].float().flatten().tolist()
+    std = full["method.std"].float().flatten().tolist()
+    prefix = "method." + PREFIX
+    state = {k.removeprefix(prefix): v for k, v in full.items() if k.startswith(prefix)}
+    try:
+        backbone = build_backbone(
+            cfg.backbone.name,
+            stem=cfg.backbone.stem,
+            width=cfg.backbone.width,
+            in_channels=cfg.data.channels,
+            group=cfg.backbone.group,
+            fields=cfg.backbone.fields,
+        )
+        backbone.load_state_dict(state, strict=True)
+    except (ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not match its own configuration: {_one_line(exc, 300)}"
+        ) from None
+    tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    info = describe(cfg, backbone, mean, std, ckpt, out)
+    weights_bytes = save(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
+    text = json.dumps(info, indent=2) + "\n"
+    description = json_path_of(out)
+    try:
+        write_bytes_atomic(out, weights_bytes)
+        try:
+            write_bytes_atomic(description, text.encode("utf-8"))
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {_one_line(exc)}") from None
+    return out, description

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 
 import torch
+
+from equissl.bench import commit, sync
+
+__all__ = ["add_timing_options", "provenance", "set_up", "sync"]
 
 
 def add_timing_options(p: argparse.ArgumentParser, batch: int, steps: int, warmup: int) -> None:
@@ -27,16 +30,8 @@ def set_up(args: argparse.Namespace) -> torch.device:
 
 def provenance(args: argparse.Namespace, device: torch.device, what: str) -> str:
     """One comment line: machine, torch, threads, device, what is measured, batch, commit."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     return (
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, device {device}, {what}, batch {args.batch}, "
-        f"{args.size}px, commit {commit}"
+        f"{args.size}px, commit {commit()}"
     )
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()

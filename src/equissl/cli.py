@@ -22,6 +22,8 @@ commands:
   demo [key=value ...]                    SimCLR vs E-SimCLR on the embedded digits, on CPU
   transforms                              list the transformations and their label counts
   presets                                 list the presets in configs/
+  bench [preset ...] [key=value ...]     images/s of the training step and its parts (steps=N)
+  photonics build|run [key=value ...]     photonic-crystal DOS data and SSL regression study
 
 examples:
   equissl pretrain esimclr cifar10-cpu data.path=../shared/data/cifar10-jpeg.zip seed=1
@@ -212,6 +214,18 @@ def cmd_presets(args: list[str]) -> None:
         print(f"{path.stem:24s} {path.relative_to(CONFIG_DIR)}")
 
 
+def cmd_photonics(args: list[str]) -> None:
+    from equissl.photonics.command import photonics_command
+
+    photonics_command(args)
+
+
+def cmd_bench(args: list[str]) -> None:
+    from equissl.bench import bench_command
+
+    bench_command(args)
+
+
 COMMANDS = {
     "pretrain": cmd_pretrain,
     "eval": cmd_eval,
@@ -222,6 +236,8 @@ COMMANDS = {
     "demo": cmd_demo,
     "transforms": cmd_transforms,
     "presets": cmd_presets,
+    "bench": cmd_bench,
+    "photonics": cmd_photonics,
 }
 
 

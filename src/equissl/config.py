@@ -114,6 +114,7 @@ class TrainerConfig:
     strategy: str = "auto"  # auto | ddp
     precision: str = "auto"  # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed | 16-mixed
     channels_last: bool = True  # on GPU only
+    compile: bool = False  # torch.compile the backbone (checkpoint keys unchanged)
     sync_batchnorm: bool = False
     log_every_n_steps: int = 20
     progress_bar: bool = True

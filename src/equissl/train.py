@@ -38,6 +38,49 @@ def to_channels_last(module: torch.nn.Module) -> None:
             p.data = p.data.contiguous(memory_format=torch.channels_last)
 
 
+# The backbone entry points a training step calls: the invariance branch and `predict` terms
+# read `orientation_features`, CARE terms and evaluation `forward`.
+COMPILED = ("forward", "orientation_features")
+
+
+def compile_backbone(backbone: torch.nn.Module) -> None:
+    """torch.compile the backbone's entry points in place, as instance attributes: no wrapper
+    module, so state-dict keys (checkpoints, `equissl eval`, export) stay those of the plain
+    model. (`nn.Module.compile()` would only compile `__call__`, which the step bypasses.)"""
+    for name in COMPILED:
+        setattr(backbone, name, torch.compile(getattr(backbone, name)))
+
+
+def uncompile_backbone(backbone: torch.nn.Module) -> None:
+    """Undo `compile_backbone` (evaluation's varying batch shapes would recompile)."""
+    for name in COMPILED:
+        backbone.__dict__.pop(name, None)
+
+
+def prepare_method(method: Method, cfg: DictConfig, device: torch.device) -> None:
+    """The fast path of a method on its training device: channels_last filters and views on a
+    GPU (`trainer.channels_last`), and a compiled backbone with `trainer.compile`."""
+    method.channels_last = device.type == "cuda" and cfg.trainer.channels_last
+    if method.channels_last:
+        to_channels_last(method)
+    if cfg.trainer.compile:
+        compile_backbone(method.backbone)
+
+
+def training_optimizer(cfg: DictConfig, method: Method) -> torch.optim.Optimizer:
+    """The configured optimiser over the method's parameter groups, at the base learning rate
+    `optim.lr x optim.batch_size / 256` (the schedule scales it per step)."""
+    o = cfg.optim
+    groups = param_groups(
+        method,
+        method.classifier,
+        lr=o.lr * o.batch_size / 256,
+        weight_decay=o.weight_decay,
+        classifier_lr=o.classifier_lr,
+    )
+    return build_optimizer(o.name, groups, momentum=o.momentum)
+
+
 class PretrainModule(L.LightningModule):
     def __init__(
         self, cfg: DictConfig, method: Method, images: torch.Tensor, labels: torch.Tensor
@@ -48,7 +91,10 @@ class PretrainModule(L.LightningModule):
         self.images = images  # uint8 (N, C, H, W); not a buffer: never saved in checkpoints
         self.labels = labels
         self.nonfinite = torch.zeros((), dtype=torch.bool)
-        self._order: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None  # batch rows of the epoch, on the images' device
+        self._label_order: torch.Tensor | None = None  # the same, on the labels' device
+        self._epoch_sums: dict[str, torch.Tensor] = {}  # epoch metrics, summed on the device
+        self._epoch_steps = 0
 
     # -- batches ---------------------------------------------------------------------------
     def local_batch_size(self) -> int:
@@ -68,9 +114,10 @@ class PretrainModule(L.LightningModule):
         self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
         self.labels = self.labels.to(device)
         self.nonfinite = self.nonfinite.to(device)
-        self.method.channels_last = device.type == "cuda" and self.cfg.trainer.channels_last
-        if self.method.channels_last:
-            to_channels_last(self.method)
+        prepare_method(self.method, self.cfg, device)
+
+    def on_fit_end(self) -> None:
+        uncompile_backbone(self.method.backbone)
 
     def on_train_epoch_start(self) -> None:
         world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -78,6 +125,8 @@ class PretrainModule(L.LightningModule):
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch)
         perm = torch.randperm(self.images.shape[0], generator=g)[: steps * world * b]
         self._order = perm.view(steps, world, b)[:, rank].to(self.images.device)
+        self._label_order = self._order.to(self.labels.device)
+        self._epoch_sums, self._epoch_steps = {}, 0
 
     def step_generator(self) -> torch.Generator:
         key = f"{self.cfg.seed}:{self.global_step}:{self.trainer.global_rank}".encode()
@@ -86,31 +135,47 @@ class PretrainModule(L.LightningModule):
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        index = self._order[batch_idx]
-        images = self.images[index].to(self.device, non_blocking=True)
-        labels = self.labels[index.to(self.labels.device)]
+        images = self.images[self._order[batch_idx]].to(self.device, non_blocking=True)
+        labels = self.labels[self._label_order[batch_idx]]
         loss, metrics = self.method.loss(images, labels, self.step_generator())
         self.nonfinite = self.nonfinite | ~torch.isfinite(loss.detach())
-        metrics["lr"] = torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"])
-        self.log_dict(
-            {f"train/{k}": v for k, v in metrics.items()},
-            on_step=True,
-            on_epoch=False,
-            prog_bar=False,
-            batch_size=images.shape[0],
-        )
-        for key in metrics:
+        # Epoch means accumulate on the device (logged once, at the epoch end); step values go
+        # through Lightning's logging, whose per-call cost is host time, only on the steps it
+        # writes (every trainer.log_every_n_steps).
+        for key, value in metrics.items():
             if key == "loss" or key.endswith("_acc"):
-                self.log(
-                    f"epoch/{key}",
-                    metrics[key],
-                    on_step=False,
-                    on_epoch=True,
-                    prog_bar=key in ("loss", "online_acc"),
-                    sync_dist=True,
-                    batch_size=images.shape[0],
-                )
+                total = self._epoch_sums.get(key)
+                self._epoch_sums[key] = value.float() if total is None else total + value
+        self._epoch_steps += 1
+        if self._writes_step_metrics():
+            # Filled on the device: a tensor made on the host would be copied over (a sync).
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            metrics["lr"] = torch.full((), lr, device=images.device)
+            self.log_dict(
+                {f"train/{k}": v for k, v in metrics.items()},
+                on_step=True,
+                on_epoch=False,
+                prog_bar=False,
+                batch_size=images.shape[0],
+            )
         return loss
+
+    def _writes_step_metrics(self) -> bool:
+        """Whether Lightning writes this step's logged values (else logging them costs host
+        time for nothing); True where this Lightning version does not say."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
+    def on_train_epoch_end(self) -> None:
+        for key, total in self._epoch_sums.items():
+            self.log(
+                f"epoch/{key}",
+                total / max(self._epoch_steps, 1),
+                on_step=False,
+                on_epoch=True,
+                prog_bar=key in ("loss", "online_acc"),
+                sync_dist=True,
+            )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         total = max(self.cfg.optim.epochs * self.steps_per_epoch(), 1)
@@ -121,15 +186,7 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        lr = o.lr * o.batch_size / 256
-        groups = param_groups(
-            self.method,
-            self.method.classifier,
-            lr=lr,
-            weight_decay=o.weight_decay,
-            classifier_lr=o.classifier_lr,
-        )
-        optimizer = build_optimizer(o.name, groups, momentum=o.momentum)
+        optimizer = training_optimizer(self.cfg, self.method)
         steps = self.steps_per_epoch()
         factor = functools.partial(
             warmup_cosine, warmup_steps=int(o.warmup_epochs * steps), total_steps=o.epochs * steps
@@ -270,6 +327,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] =
             use_distributed_sampler=False,
             sync_batchnorm=t.sync_batchnorm,
             deterministic=False,
+            benchmark=uses_cuda(cfg),  # cuDNN picks the fastest kernels for the fixed shapes
             default_root_dir=str(run_dir),
         )
     except (MisconfigurationException, ValueError, RuntimeError) as exc:

@@ -150,6 +150,7 @@ def sample_jitter_factors(
 ) -> Tensor:
     """Draw ``(n, 4)`` factors uniformly in ``jitter_ranges(strength)``."""
     lo, hi = zip(*jitter_ranges(strength), strict=True)
-    lo_t = torch.tensor(lo, device=device)
-    span = torch.tensor(hi, device=device) - lo_t
-    return torch.rand(n, 4, generator=generator, device=device).mul_(span).add_(lo_t)
+    u = torch.rand(n, 4, generator=generator, device=device)
+    # Cached constants: no host-to-device copy (a sync on an accelerator) per batch.
+    lo_t = _constant(tuple(lo), u)
+    return u.mul_(_constant(tuple(hi), u) - lo_t).add_(lo_t)

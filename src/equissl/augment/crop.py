@@ -67,8 +67,9 @@ def _central_size(height: int, width: int, ratio: tuple[float, float]) -> tuple[
 
 def full_boxes(n: int, height: int, width: int, device: torch.device | str | None = None) -> Tensor:
     """Boxes covering the whole image, ``(n, 4)``: what an uncropped view reports."""
-    box = torch.tensor([0.0, 0.0, height, width], device=device)
-    return box.expand(n, 4).clone()
+    boxes = torch.zeros(n, 4, device=device)  # filled on the device: no host-to-device copy
+    boxes[:, 2], boxes[:, 3] = height, width
+    return boxes
 
 
 def interpolation_matrix(

@@ -7,6 +7,7 @@ order that does not depend on the data, so the same generator state gives the sa
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -17,6 +18,7 @@ from equissl.augment.color import (
     HUE,
     IDENTITY_FACTORS,
     SATURATION,
+    _cached,
     color_jitter_,
     grayscale,
     sample_jitter_factors,
@@ -134,7 +136,7 @@ class Augment:
             return replace(no_draw, boxes=boxes, flipped=flipped)
         jittered = torch.rand(n, generator=generator, device=device) < self.jitter_p
         factors = sample_jitter_factors(n, self.jitter, generator, device)
-        order = torch.randperm(4, generator=generator, device=device).tolist()
+        order = host_permutation(4, generator)
         gray = torch.rand(n, generator=generator, device=device) < self.gray_p
         if channels == 1:  # brightness and contrast only; grayscale is a no-op
             jittered_ops = [op for op in order if op < SATURATION]
@@ -142,10 +144,34 @@ class Augment:
         else:
             jittered_ops = order
         ops = tuple(op for op in jittered_ops if self.jitter[op] > 0)
-        used = torch.zeros(4, dtype=torch.bool, device=device)
-        used[list(ops)] = True
+        used = _cached(tuple(op in ops for op in range(4)), (4,), torch.bool, device)
         factors = torch.where(jittered[:, None] & used, factors, no_draw.factors)
         return Draw(boxes, flipped, jittered, factors, ops, gray)
+
+
+# CUDA's Philox generators advance their offset in multiples of 4.
+PHILOX_OFFSET_STEP = 4
+
+
+def host_permutation(n: int, generator: torch.Generator) -> list[int]:
+    """A random permutation of ``range(n)`` as Python ints, known on the host without a sync.
+
+    A CPU generator draws it directly. An accelerator's generator keeps its seed and offset on
+    the host; together they name the point of its random stream, so a host generator seeded from
+    them gives the same permutation for the same generator state (the offset then moves on, so
+    the next call draws another one). Reading a permutation drawn on the device would make the
+    host wait for every kernel queued before it.
+    """
+    if generator.device.type == "cpu":
+        return torch.randperm(n, generator=generator).tolist()
+    try:
+        offset = generator.get_offset()
+    except RuntimeError:  # a generator without a host-side offset: draw on it (a sync)
+        return torch.randperm(n, generator=generator, device=generator.device).tolist()
+    key = f"{generator.initial_seed()}:{offset}".encode()
+    seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+    generator.set_offset(offset + PHILOX_OFFSET_STEP)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
 def _no_draw(images: Tensor) -> Draw:
@@ -153,7 +179,7 @@ def _no_draw(images: Tensor) -> Draw:
     n, _, height, width = images.shape
     device = images.device
     no = torch.zeros(n, dtype=torch.bool, device=device)
-    factors = torch.tensor(IDENTITY_FACTORS, device=device).expand(n, 4).clone()
+    factors = _cached(IDENTITY_FACTORS, (1, 4), torch.float32, device).expand(n, 4).clone()
     return Draw(full_boxes(n, height, width, device), no, no, factors, (), no)
 
 
@@ -166,6 +192,11 @@ def _blocks(images: Tensor, size: int) -> list[slice]:
     return [slice(start, start + step) for start in range(0, n, step)]
 
 
+def _select_on_host(device: torch.device) -> bool:
+    """Whether `_on_subset_` may read the mask on the host: free on the CPU only."""
+    return device.type == "cpu"
+
+
 def _on_subset_(
     views: Tensor,
     mask: Tensor,
@@ -174,8 +205,13 @@ def _on_subset_(
 ) -> None:
     """In place: ``views[mask] = fn(views[mask], per_image[mask])`` for an in-place ``fn``.
 
-    Blocks where every image (or none) is selected are handled without any copy.
+    On the CPU only the selected images are processed (blocks where every image, or none, is
+    selected without any copy). Elsewhere which images are selected stays on the device: every
+    image is processed and the mask picks (``nonzero`` would make the host wait for it).
     """
+    if not _select_on_host(views.device):
+        views.copy_(torch.where(mask.view(-1, 1, 1, 1), fn(views.clone(), per_image), views))
+        return
     idx = mask.nonzero().squeeze(1)
     if idx.numel() == mask.numel():
         fn(views, per_image)

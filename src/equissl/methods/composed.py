@@ -20,6 +20,7 @@ from equissl.eval.features import eval_mode
 from equissl.methods.invariance import BYOL, build_invariance
 from equissl.methods.terms import EquivarianceTerm, make_augment, parameter_difference
 from equissl.models import build_backbone
+from equissl.objectives.care import full_precision
 from equissl.transforms import get_transformation
 
 
@@ -134,7 +135,15 @@ class Method(nn.Module):
     def make_views(
         self, images: torch.Tensor, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        """Every view of one step: 'invariance' (2N) and per term '<i>' views and '<i>/targets'."""
+        """Every view of one step: 'invariance' (2N) and per term '<i>' views and '<i>/targets'.
+        Always float32: a mixed-precision step's autocast is off here (the crops' resampling
+        matmuls would otherwise run, and fail to write their float32 output, in bf16)."""
+        with full_precision(images.device):
+            return self._make_views(images, generator)
+
+    def _make_views(
+        self, images: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         if self.invariance is not None:
             params = any(self._reuses_invariance_views(t) for t in self.terms)

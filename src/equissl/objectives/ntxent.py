@@ -26,5 +26,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     self_index = torch.cat([local, local + size * n])
     positive = torch.cat([local + size * n, local])
     rows = torch.arange(2 * n, device=z1.device)
-    logits = logits.index_put((rows, self_index), torch.tensor(float("-inf"), device=z1.device))
+    # new_full fills on the device: no host tensor to copy (a sync on an accelerator)
+    logits = logits.index_put((rows, self_index), logits.new_full((), float("-inf")))
     return F.cross_entropy(logits, positive)

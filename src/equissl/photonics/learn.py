@@ -1,0 +1,258 @@
+"""DOS regression: the encoder, SimCLR / E-SimCLR pretraining, fine-tuning and the metric.
+
+Plain PyTorch loops, batched on one device: the whole dataset is a tensor there, a step gathers
+a batch by index and augments it with the batched operations of `photonics.augment`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from equissl.errors import NonFiniteLossError
+from equissl.models import build_backbone, projector, transformation_head
+from equissl.objectives import nt_xent, prediction_loss
+from equissl.photonics.augment import equivariance_transform, invariance_augment, normalise
+
+if TYPE_CHECKING:
+    from equissl.photonics.workflow import RunConfig
+
+Log = Callable[[str], None]
+ARCHS = ("cnn", "resnet18")
+
+
+class CellNet(nn.Module):
+    """A small CNN for 32 x 32 cells: `blocks` x (3x3 conv, BN, ReLU, 2x2 max-pool) with
+    width, 2 width, 4 width, ... channels, then global average pooling.
+
+    Zero padding, not circular: the network sees where the cell's edges are, so a half-cell
+    translation changes its features (with circular padding and four 2x2 pools it would be
+    exactly invisible to them, and E-SimCLR's blob task impossible).
+    """
+
+    def __init__(self, width: int = 16, blocks: int = 4, in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(blocks):
+            out = width * 2**i
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            channels = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+def build_encoder(arch: str, width: int) -> nn.Module:
+    """`cnn` (CellNet) or `resnet18` (the repository's ResNet-18, CIFAR stem, one channel)."""
+    if arch == "cnn":
+        return CellNet(width)
+    return build_backbone("resnet18", width=width, in_channels=1)
+
+
+def regression_head(in_dim: int, hidden: int, n_freq: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_freq)
+    )
+
+
+def relative_l1(pred: Tensor, target: Tensor, empty: Tensor, skip: int = 0) -> Tensor:
+    """Relative L1 error of each cell's DOS, (n,) float64.
+
+    pred, target: (n, n_freq) predicted and true DOS - empty-lattice DOS; empty: (n_freq,) the
+    empty-lattice DOS. Over the frequencies j >= skip:
+
+        error = sum_j |pred_j - target_j| / sum_j |target_j + empty_j|
+
+    The numerator is the same for the DOS and for DOS - empty lattice; the denominator is the
+    full DOS (positive), not the residual, whose sum can come near zero.
+    """
+    pred, target = pred.double(), target.double()
+    full = target + empty.to(target)
+    return (pred - target)[:, skip:].abs().sum(1) / full[:, skip:].abs().sum(1)
+
+
+def _optimizer(params: list[Tensor], lr: float, weight_decay: float, steps: int):
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(1, steps)))
+    )
+    return opt, sched
+
+
+def _check_finite(loss: Tensor, what: str) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"{what} loss is {float(loss)}; lower the learning rate")
+
+
+def pretrain(
+    method: str, cells: Tensor, family: str, cfg: RunConfig, device: torch.device, log: Log
+) -> tuple[nn.Module, dict]:
+    """SimCLR (method "simclr") or E-SimCLR ("esimclr") on unlabelled cells (U, S, S).
+
+    Two views per cell by the family's invariance augmentation; NT-Xent on their projections.
+    E-SimCLR adds, with weight cfg.eq_weight, the cross-entropy of predicting the label r of
+    the family's transformation g_r applied to the first view: from the features of
+    (view, g_r view) concatenated (eq_mode "relative") or of g_r view alone ("predict").
+    Returns the encoder and {seconds, loss, transform_acc}.
+    """
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    size = cells.shape[-1]
+    encoder = build_encoder(cfg.arch, cfg.width).to(device)
+    dim = encoder.num_features
+    proj = projector(dim, cfg.proj_hidden, cfg.proj_dim).to(device)
+    modules: list[nn.Module] = [encoder, proj]
+    eq = equivariance_transform(family, size) if method == "esimclr" else None
+    relative = cfg.eq_mode == "relative"
+    if eq is not None:
+        head = transformation_head(dim * (2 if relative else 1), cfg.head_hidden, eq.num_labels)
+        modules.append(head.to(device))
+    x_all = normalise(cells).to(device)
+    batch = min(cfg.pretrain_batch, x_all.shape[0])
+    steps = x_all.shape[0] // batch
+    params = [p for m in modules for p in m.parameters()]
+    opt, sched = _optimizer(params, cfg.pretrain_lr, cfg.weight_decay, steps * cfg.pretrain_epochs)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    augment = invariance_augment(family, size)
+    stats: dict = {}
+    for epoch in range(cfg.pretrain_epochs):
+        totals = torch.zeros(2, device=device)
+        perm = torch.randperm(x_all.shape[0], generator=generator, device=device)
+        for idx in perm[: steps * batch].view(steps, batch):
+            x = x_all[idx]
+            views = [augment(x, generator), augment(x, generator)]
+            if eq is not None:
+                labels = eq.sample(batch, generator, device)
+                views.append(eq.apply(views[0], labels))
+            h = encoder(torch.cat(views)).split(batch)
+            loss = nt_xent(proj(h[0]), proj(h[1]), cfg.temperature)
+            acc = torch.zeros((), device=device)
+            if eq is not None:
+                feats = torch.cat([h[0], h[2]], 1) if relative else h[2]
+                ce, acc = prediction_loss(modules[2](feats), labels)
+                loss = loss + cfg.eq_weight * ce
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            totals += torch.stack([loss.detach(), acc])
+        mean_loss, mean_acc = (totals / steps).tolist()
+        _check_finite(torch.tensor(mean_loss), f"{method} pretraining")
+        stats = {"loss": mean_loss, "transform_acc": mean_acc if eq is not None else None}
+        acc_text = f" transform acc {mean_acc:.2f}" if eq is not None else ""
+        log(
+            f"  {method} pretraining epoch {epoch + 1}/{cfg.pretrain_epochs}: "
+            f"loss {mean_loss:.3f}{acc_text} ({time.perf_counter() - start:.0f} s)"
+        )
+    stats["seconds"] = time.perf_counter() - start
+    return encoder, stats
+
+
+@dataclass
+class Split:
+    cells: Tensor  # (n, S, S)
+    dos: Tensor  # (n, n_freq): DOS - empty-lattice DOS
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch: int = 512) -> Tensor:
+    """Model outputs for inputs x, in eval mode, in batches."""
+    model.eval()
+    out = torch.cat([model(chunk) for chunk in x.split(batch)]) if len(x) else x.new_zeros(0)
+    model.train()
+    return out
+
+
+def finetune(
+    encoder_state: dict | None,
+    train: Split,
+    val: Split,
+    test: Split,
+    family: str,
+    cfg: RunConfig,
+    seed: int,
+    empty: Tensor,
+    device: torch.device,
+) -> dict:
+    """Train encoder (from `encoder_state`, or random) + regression head with MSE on the
+    standardised DOS target; keep the epoch with the lowest validation error; test it.
+
+    Target standardisation: (dos - mean) / scale with the train split's per-frequency mean and
+    overall standard deviation. Returns errors and predictions (denormalised, on the CPU).
+    """
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    encoder = build_encoder(cfg.arch, cfg.width)
+    if encoder_state is not None:
+        encoder.load_state_dict(encoder_state)
+    n_freq = train.dos.shape[1]
+    model = nn.Sequential(encoder, regression_head(encoder.num_features, cfg.reg_hidden, n_freq))
+    model = model.to(device)
+    mean = train.dos.mean(0).to(device)
+    scale = train.dos.std().clamp(min=1e-8).to(device)
+    x_train, y_train = normalise(train.cells).to(device), (train.dos.to(device) - mean) / scale
+    x_val, x_test = normalise(val.cells).to(device), normalise(test.cells).to(device)
+    empty = empty.to(device)
+    n = x_train.shape[0]
+    batch = min(cfg.finetune_batch, n)
+    steps = math.ceil(n / batch)
+    opt, sched = _optimizer(
+        list(model.parameters()), cfg.finetune_lr, cfg.weight_decay, steps * cfg.finetune_epochs
+    )
+    generator = torch.Generator(device=device).manual_seed(seed)
+    augment = invariance_augment(family, train.cells.shape[-1])
+
+    def errors(x: Tensor, split: Split) -> Tensor:
+        pred = predict(model, x) * scale + mean
+        return relative_l1(pred, split.dos.to(device), empty, cfg.skip)
+
+    best = (math.inf, -1, None)
+    curve = []
+    for epoch in range(cfg.finetune_epochs):
+        perm = torch.randperm(n, generator=generator, device=device)
+        for idx in perm.split(batch):
+            if idx.numel() < 2:  # batch norm needs two samples
+                continue
+            x = x_train[idx]
+            if cfg.finetune_augment:
+                x = augment(x, generator)
+            loss = F.mse_loss(model(x), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        _check_finite(loss.detach(), "fine-tuning")
+        val_error = float(errors(x_val, val).mean())
+        curve.append(val_error)
+        if val_error < best[0]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (val_error, epoch, state)
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    test_pred = predict(model, x_test) * scale + mean
+    test_errors = relative_l1(test_pred, test.dos.to(device), empty, cfg.skip)
+    return {
+        "seed": seed,
+        "test_error": float(test_errors.mean()),
+        "val_error": best[0],
+        "best_epoch": best[1] + 1,
+        "val_curve": curve,
+        "seconds": time.perf_counter() - start,
+        "test_errors": test_errors.cpu(),
+        "test_pred": test_pred.cpu(),
+    }

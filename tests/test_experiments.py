@@ -92,3 +92,16 @@ def test_base_augmentations_study_at_smoke_scale(tmp_path):
     base = json.loads((root / "none-resnet18" / "results.json").read_text())
     expected = eq["linear_acc"] - base["linear_acc"]
     assert float(row.strip("|").split("|")[gain]) == pytest.approx(expected, abs=0.01)
+
+
+def test_gains_are_differences_from_the_named_baseline():
+    from equissl.sweep import add_gains
+
+    rows = [
+        {"name": "a", "acc": 40.0, "x": 1},
+        {"name": "b", "acc": 43.5, "x": "text"},
+        {"name": "c", "acc": 10.0},
+    ]
+    add_gains(rows, {"b": "a", "c": "missing"}, ["acc", "x"])
+    assert rows[1]["acc_gain"] == pytest.approx(3.5)
+    assert "x_gain" not in rows[1] and "acc_gain" not in rows[0] and "acc_gain" not in rows[2]

@@ -159,6 +159,8 @@ def run_sweep(
         return "", root
     dirs = [root / cfg.name for cfg in configs]
     rows = collect_results(dirs)
+    for row, cfg in zip(rows, configs, strict=True):
+        row["name"] = cfg.name  # the sweep's name for the run (a reused run may carry another)
     add_gains(rows, sweep.baselines, sweep.gains)
     write_table(rows, sweep.columns, root / "results", title=sweep.name, group_by=sweep.group_by)
     plot_curves(dirs, root / "curves.png")

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from equissl.config import DataConfig
 from equissl.data import DataSplits, load_data
+from equissl.data.subset import balanced_subset
 from equissl.eval import extract_features, knn_accuracy, linear_probe
 from equissl.eval.embedding import nearest_neighbours, tsne_coordinates, umap_coordinates
 from equissl.eval.low_label import finetune_accuracy, low_label_indices
@@ -168,8 +169,6 @@ def embedding_views(
     """embedding_map.png (t-SNE, and UMAP when installed, of the first eval.embedding_limit
     test features of a class-balanced subset) and retrieval.png (test queries, one per class
     where possible, with their nearest training images)."""
-    from equissl.data.subset import balanced_subset
-
     keep = balanced_subset(data.test.labels, cfg.eval.embedding_limit, cfg.seed)
     maps = {"t-SNE": tsne_coordinates(test_f[keep], cfg.seed)}
     umap = umap_coordinates(test_f[keep], cfg.seed)
@@ -210,7 +209,6 @@ def corruption_results(
     corrupted test images: `corruption_acc` {name: [severity 1..5]}, the mean over all of them
     `corruption_mean_acc`, and `corruption_clean_acc` on the same (eval.corruption_limit) test
     images; corruptions.png is the heat map."""
-    from equissl.data.subset import balanced_subset
     from equissl.eval.corruptions import SEVERITIES, corrupt, corruptions_for
     from equissl.reports.heatmap import plot_corruption_heatmap
 

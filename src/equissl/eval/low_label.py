@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from equissl.augment import build_augment, normalize, to_float
+from equissl.augment import build_augment, normalize
 from equissl.data.subset import balanced_subset
-from equissl.eval.features import eval_mode
+from equissl.eval.features import extract_features
 
 
 def low_label_indices(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -72,10 +72,9 @@ def finetune_accuracy(
                 group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
             opt.step()
             step += 1
-    hits = torch.zeros((), device=device)
-    with eval_mode(net), torch.no_grad():
-        for start in range(0, test_images.shape[0], eval_batch_size):
-            x = to_float(test_images[start : start + eval_batch_size].to(device))
-            pred = head(net(normalize(x, mean, std))).argmax(1)
-            hits += (pred == test_labels[start : start + eval_batch_size].to(device)).sum()
-    return 100.0 * float(hits) / test_images.shape[0]
+    features = extract_features(
+        net, test_images, mean=mean, std=std, batch_size=eval_batch_size, device=device
+    )
+    with torch.no_grad():
+        pred = head(features.to(device)).argmax(1).cpu()
+    return 100.0 * float((pred == test_labels).double().mean())

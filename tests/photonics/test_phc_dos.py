@@ -13,6 +13,7 @@ from equissl.photonics import (
     dos_target,
     empty_lattice_dos,
     generate_cells,
+    homogeneous_medium_target,
     k_grid,
     k_path,
 )
@@ -78,6 +79,20 @@ def test_dos_target_is_batched_and_vanishes_for_vacuum():
     torch.testing.assert_close(batched, one_by_one, rtol=1e-12, atol=1e-12)
     assert float(batched.abs().max()) > 1.0  # dielectrics pull many states below f = 1.2
     assert dos_target(torch.ones(0, 32, 32), small).shape == (0, 121)
+
+
+def test_homogeneous_medium_reference_is_exact_for_a_homogeneous_cell():
+    settings = PhCSettings(order=3, k_grid=16, sigma=0.05, n_freq=121)
+    for eps in (2.5, 4.0):
+        cell = torch.full((32, 32), eps, dtype=torch.float64)
+        middle = (settings.frequency_grid() > 0.3) & (settings.frequency_grid() < 1.0)
+        solved = dos_target(cell, settings)[0, middle]
+        reference = homogeneous_medium_target(cell, settings)[0, middle]
+        torch.testing.assert_close(reference, solved, rtol=1e-6, atol=1e-6)
+    cells = generate_cells("blob", 3, seed=0)
+    empty = empty_lattice_dos(PhCSettings().frequency_grid(), PhCSettings().sigma)
+    expected = (cells.double().mean((1, 2))[:, None] - 1) * empty
+    torch.testing.assert_close(homogeneous_medium_target(cells), expected)
 
 
 def test_dos_from_a_few_bands_is_complete_below_the_covered_frequency():

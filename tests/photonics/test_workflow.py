@@ -17,7 +17,7 @@ from equissl.photonics.augment import (
     normalise,
     roll_cells,
 )
-from equissl.photonics.learn import pretrain, relative_l1
+from equissl.photonics.learn import CellNet, pretrain, relative_l1
 from equissl.photonics.workflow import config_from
 
 # Small solver settings; an even k-grid is mapped onto itself by D4 (see kpoints.k_grid).
@@ -98,6 +98,17 @@ def test_pretraining_runs_both_prediction_modes(family, mode):
     assert 0 <= stats["transform_acc"] <= 1 and stats["loss"] > 0 and len(lines) == 1
 
 
+def test_flattened_cellnet_keeps_positions_whose_mean_is_the_averaged_features():
+    flat, avg = CellNet(4, pool="flatten").eval(), CellNet(4, pool="avg").eval()
+    avg.load_state_dict(flat.state_dict())  # no parameters depend on the pooling
+    x = normalise(generate_cells("blob", 3, seed=1))
+    f = flat(x)
+    assert f.shape == (3, 32 * 2 * 2) == (3, flat.num_features) and avg.num_features == 32
+    torch.testing.assert_close(f.view(3, 32, 4).mean(-1), avg(x))
+    # The final map's positions: a half-cell roll changes the flattened features.
+    assert not torch.allclose(flat(half_shift(32).apply(x, torch.full((3,), 3))), f)
+
+
 def test_smoke_workflow_end_to_end(tmp_path, capsys):
     args = ["photonics", "run", "family=blob", "scale=smoke", f"out_dir={tmp_path / 'runs'}",
             f"data_dir={tmp_path / 'data'}"]  # fmt: skip
@@ -114,6 +125,8 @@ def test_smoke_workflow_end_to_end(tmp_path, capsys):
     assert [r["method"] for r in rows] == methods
     table = (run / "results.md").read_text()
     assert "| esimclr |" in table and "±" in table
+    assert 0 < record["homogeneous_medium_error"] < 10
+    assert f"{100 * record['homogeneous_medium_error']:.2f} %" in table
     assert (run / "dos_examples.png").read_bytes()[:4] == b"\x89PNG"
     assert "run folder" in capsys.readouterr().out
 
@@ -126,6 +139,7 @@ def test_smoke_workflow_end_to_end(tmp_path, capsys):
         (["run", "famly=blob"], "did you mean family"),
         (["run", "seeds=three"], "seeds must be an integer"),
         (["run", "family=hex"], "family must be blob, pm or all"),
+        (["run", "pool=max"], "pool must be one of flatten, avg"),
         (["run", "methods=simclr,byol"], "methods"),
         (["run", "scale=smoke", "n_labeled=13"], "fewer than 2 training cells"),
         (["build", "family=blob"], "needs n_labeled=..., n_unlabeled=..."),

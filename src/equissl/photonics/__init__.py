@@ -15,6 +15,7 @@ from equissl.photonics.dos import (
     density_of_states,
     dos_target,
     empty_lattice_dos,
+    homogeneous_medium_target,
 )
 from equissl.photonics.kpoints import k_grid, k_path
 from equissl.photonics.settings import PhCSettings
@@ -31,6 +32,7 @@ __all__ = [
     "empty_lattice_dos",
     "epsilon_matrix",
     "generate_cells",
+    "homogeneous_medium_target",
     "k_grid",
     "k_path",
     "plane_wave_indices",

@@ -101,3 +101,16 @@ def dos_target(cells: torch.Tensor, settings: PhCSettings | None = None) -> torc
     grid = settings.frequency_grid().to(freqs.device)
     dos = density_of_states(freqs, weights, grid, settings.sigma)
     return dos - empty_lattice_dos(grid, settings.sigma)
+
+
+def homogeneous_medium_target(
+    cells: torch.Tensor, settings: PhCSettings | None = None
+) -> torch.Tensor:
+    """The target that a homogeneous medium of each cell's mean permittivity would have,
+    (n, n_freq) float64: (<eps> - 1) x the empty-lattice DOS (the DOS 2 pi eps f is linear in
+    eps). A learning-free reference: the effective-medium slope of the DOS, without its bands
+    and gaps; exact for a homogeneous cell."""
+    settings = settings or PhCSettings()
+    eps = torch.as_tensor(cells, dtype=torch.float64).reshape(-1, *cells.shape[-2:]).mean((1, 2))
+    empty = empty_lattice_dos(settings.frequency_grid(), settings.sigma)
+    return (eps[:, None] - 1) * empty

@@ -26,19 +26,27 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 ARCHS = ("cnn", "resnet18")
+POOLS = ("flatten", "avg")
 
 
 class CellNet(nn.Module):
-    """A small CNN for 32 x 32 cells: `blocks` x (3x3 conv, BN, ReLU, 2x2 max-pool) with
-    width, 2 width, 4 width, ... channels, then global average pooling.
+    """A small CNN for `size` x `size` cells: `blocks` x (3x3 conv, BN, ReLU, 2x2 max-pool)
+    with width, 2 width, 4 width, ... channels, then the final map pooled to one vector.
 
-    Zero padding, not circular: the network sees where the cell's edges are, so a half-cell
-    translation changes its features (with circular padding and four 2x2 pools it would be
-    exactly invisible to them, and E-SimCLR's blob task impossible).
+    `pool="flatten"` keeps the final map's positions (the 2 x 2 map of a 32 x 32 cell flattened,
+    like the fully connected layers of the CNNs of SIB-CL and E-SSL), so a half-cell translation
+    moves features between positions; `pool="avg"` averages them away. Zero padding, not
+    circular: the network sees where the cell's edges are (with circular padding, four 2x2
+    pools and averaging, a half-cell translation would be exactly invisible).
     """
 
-    def __init__(self, width: int = 16, blocks: int = 4, in_channels: int = 1) -> None:
+    def __init__(
+        self, width: int = 16, blocks: int = 4, in_channels: int = 1, size: int = 32,
+        pool: str = "avg",
+    ) -> None:  # fmt: skip
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(blocks):
@@ -50,17 +58,22 @@ class CellNet(nn.Module):
                 nn.MaxPool2d(2),
             ]
             channels = out
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.num_features = channels
+        side = size // 2**blocks
+        if pool == "avg" or side < 1:
+            layers.append(nn.AdaptiveAvgPool2d(1))
+            side = 1
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.num_features = channels * side * side
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
 
 
-def build_encoder(arch: str, width: int) -> nn.Module:
-    """`cnn` (CellNet) or `resnet18` (the repository's ResNet-18, CIFAR stem, one channel)."""
+def build_encoder(arch: str, width: int, pool: str = "avg", size: int = 32) -> nn.Module:
+    """`cnn` (CellNet) or `resnet18` (the repository's ResNet-18, CIFAR stem, one channel,
+    global average pooling)."""
     if arch == "cnn":
-        return CellNet(width)
+        return CellNet(width, size=size, pool=pool)
     return build_backbone("resnet18", width=width, in_channels=1)
 
 
@@ -113,7 +126,7 @@ def pretrain(
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     size = cells.shape[-1]
-    encoder = build_encoder(cfg.arch, cfg.width).to(device)
+    encoder = build_encoder(cfg.arch, cfg.width, cfg.pool, size).to(device)
     dim = encoder.num_features
     proj = projector(dim, cfg.proj_hidden, cfg.proj_dim).to(device)
     modules: list[nn.Module] = [encoder, proj]
@@ -197,7 +210,7 @@ def finetune(
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
-    encoder = build_encoder(cfg.arch, cfg.width)
+    encoder = build_encoder(cfg.arch, cfg.width, cfg.pool, train.cells.shape[-1])
     if encoder_state is not None:
         encoder.load_state_dict(encoder_state)
     n_freq = train.dos.shape[1]

@@ -120,7 +120,10 @@ def pretrain(
     Two views per cell by the family's invariance augmentation; NT-Xent on their projections.
     E-SimCLR adds, with weight cfg.eq_weight, the cross-entropy of predicting the label r of
     the family's transformation g_r applied to the first view: from the features of
-    (view, g_r view) concatenated (eq_mode "relative") or of g_r view alone ("predict").
+    the pair, f(g_r view) - f(view) (eq_mode "relative"), or of g_r view alone ("predict").
+    The difference, not the concatenation, of the pair: with concatenated features the blob and
+    pm tasks stayed at chance for 300 steps, with their difference they pass 90 % (blob) and
+    75 % (pm) within 80-120 steps (a 128-d head input that is exactly 0 for the identity).
     Returns the encoder and {seconds, loss, transform_acc}.
     """
     start = time.perf_counter()
@@ -133,7 +136,7 @@ def pretrain(
     eq = equivariance_transform(family, size) if method == "esimclr" else None
     relative = cfg.eq_mode == "relative"
     if eq is not None:
-        head = transformation_head(dim * (2 if relative else 1), cfg.head_hidden, eq.num_labels)
+        head = transformation_head(dim, cfg.head_hidden, eq.num_labels)
         modules.append(head.to(device))
     x_all = normalise(cells).to(device)
     batch = min(cfg.pretrain_batch, x_all.shape[0])
@@ -156,7 +159,7 @@ def pretrain(
             loss = nt_xent(proj(h[0]), proj(h[1]), cfg.temperature)
             acc = torch.zeros((), device=device)
             if eq is not None:
-                feats = torch.cat([h[0], h[2]], 1) if relative else h[2]
+                feats = h[2] - h[0] if relative else h[2]
                 ce, acc = prediction_loss(modules[2](feats), labels)
                 loss = loss + cfg.eq_weight * ce
             opt.zero_grad(set_to_none=True)

@@ -323,19 +323,17 @@ def write_json(rows: list[dict[str, Any]], path: str | Path, command: str = "") 
 OPTIONS = ("steps", "warmup", "size", "out")
 
 
-def bench_command(args: list[str]) -> None:
-    """`equissl bench [preset ...] [key=value ...] [steps=N] [warmup=N] [size=N] [out=F.json]`."""
-    is_option = [a.split("=", 1)[0] in OPTIONS and "=" in a for a in args]
-    options = dict(a.split("=", 1) for a, o in zip(args, is_option, strict=True) if o)
-    rest = [a for a, o in zip(args, is_option, strict=True) if not o]
+def bench_command(
+    presets: list[str], overrides: list[str], options: dict[str, str | None], command: str = ""
+) -> None:
+    """`equissl bench`: `options` holds the raw values of OPTIONS (None where not given)."""
     steps = whole_number("steps", options.get("steps"), 10)
     warmup = whole_number("warmup", options.get("warmup"), 2, minimum=0)
     size = whole_number("size", options.get("size"), 0)
     out = options.get("out")
     if out is not None and not out.endswith(".json"):
         raise UserError(f"out= names a .json file for the results, got '{out}'")
-    cfg = build_config([a for a in rest if "=" not in a], [a for a in rest if "=" in a])
-    row = measure(cfg, steps=steps, warmup=warmup, size=size)
+    row = measure(build_config(presets, overrides), steps=steps, warmup=warmup, size=size)
     print(markdown_table([row]))
     if out:
-        print(f"wrote {write_json([row], out, command=' '.join(['equissl bench', *args]))}")
+        print(f"wrote {write_json([row], out, command=command)}")

@@ -221,9 +221,11 @@ def cmd_photonics(args: list[str]) -> None:
 
 
 def cmd_bench(args: list[str]) -> None:
-    from equissl.bench import bench_command
+    from equissl.bench import OPTIONS, bench_command
 
-    bench_command(args)
+    presets, overrides = _split(args)
+    options = {key: _pop(overrides, key) for key in OPTIONS}
+    bench_command(presets, overrides, options, command=" ".join(["equissl bench", *args]))
 
 
 COMMANDS = {

@@ -25,6 +25,7 @@ from torch import nn
 
 from equissl.augment.stats import normalize, to_float
 from equissl.errors import DataError, UserError
+from equissl.eval.features import eval_mode
 from equissl.models import build_backbone
 
 FORMAT = "equissl-backbone"
@@ -133,16 +134,11 @@ def extract_features(
         raise UserError(f"batch_size must be positive, got {batch_size}")
     encoder.prepare(images[:1])  # type, rank and channels checked once, before any work
     run = encoder.orientation_features if orientations else encoder
-    modes = [m.training for m in encoder.modules()]
-    encoder.eval()
-    try:
+    with eval_mode(encoder):
         parts = [
             run(images[start : start + batch_size]).float().cpu()
             for start in range(0, images.shape[0], batch_size)
         ]
-    finally:
-        for m, mode in zip(encoder.modules(), modes, strict=True):
-            m.training = mode
     if parts:
         return torch.cat(parts)
     shape = (0, encoder.num_features) + ((encoder.group_order,) if orientations else ())

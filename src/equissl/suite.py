@@ -70,7 +70,7 @@ def probe_and_knn(
         test_f,
         data.test.labels,
         num_classes=data.num_classes,
-        k=min(cfg.eval.knn.k, len(data.train)),
+        k=cfg.eval.knn.k,
         temperature=cfg.eval.knn.temperature,
     )
     out = {

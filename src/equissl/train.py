@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from equissl.errors import ConfigError, NonFiniteLossError
 from equissl.methods import Method
 from equissl.optim import build_optimizer, param_groups, warmup_cosine
 from equissl.reports.atomic import write_text_atomic
+from equissl.seeds import hashed_seed
 
 
 def to_channels_last(module: torch.nn.Module) -> None:
@@ -129,8 +129,7 @@ class PretrainModule(L.LightningModule):
         self._epoch_sums, self._epoch_steps = {}, 0
 
     def step_generator(self) -> torch.Generator:
-        key = f"{self.cfg.seed}:{self.global_step}:{self.trainer.global_rank}".encode()
-        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+        seed = hashed_seed(f"{self.cfg.seed}:{self.global_step}:{self.trainer.global_rank}")
         return torch.Generator(device=self.device).manual_seed(seed)
 
     # -- training --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ order that does not depend on the data, so the same generator state gives the sa
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -27,6 +26,7 @@ from equissl.augment.crop import apply_matrices, crop_matrices, full_boxes, samp
 from equissl.augment.stats import UINT8_SCALE, resize_float, to_float
 from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
+from equissl.seeds import hashed_seed
 
 PIPELINES = ("simclr", "cropflip", "none")
 
@@ -168,8 +168,7 @@ def host_permutation(n: int, generator: torch.Generator) -> list[int]:
         offset = generator.get_offset()
     except RuntimeError:  # a generator without a host-side offset: draw on it (a sync)
         return torch.randperm(n, generator=generator, device=generator.device).tolist()
-    key = f"{generator.initial_seed()}:{offset}".encode()
-    seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+    seed = hashed_seed(f"{generator.initial_seed()}:{offset}")
     generator.set_offset(offset + PHILOX_OFFSET_STEP)
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
@@ -210,7 +209,7 @@ def _on_subset_(
     image is processed and the mask picks (``nonzero`` would make the host wait for it).
     """
     if not _select_on_host(views.device):
-        views.copy_(torch.where(mask.view(-1, 1, 1, 1), fn(views.clone(), per_image), views))
+        torch.where(mask.view(-1, 1, 1, 1), fn(views.clone(), per_image), views, out=views)
         return
     idx = mask.nonzero().squeeze(1)
     if idx.numel() == mask.numel():

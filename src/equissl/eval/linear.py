@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -14,13 +14,22 @@ from equissl.eval.validation import check_splits
 SOLVERS = ("adamw", "lbfgs")
 
 
+def standardiser(
+    train_x: torch.Tensor, eps: float = 1e-6
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The map x -> (x - mean) / std with the per-feature mean and std of `train_x` (constant
+    features -> 0)."""
+    std, mean = torch.std_mean(train_x, dim=0, correction=0)
+    std = std.clamp_min(eps)
+    return lambda x: (x - mean) / std
+
+
 def standardise(
     train_x: torch.Tensor, *others: torch.Tensor, eps: float = 1e-6
 ) -> list[torch.Tensor]:
     """Scale every tensor by the per-feature mean and std of `train_x` (constant features -> 0)."""
-    std, mean = torch.std_mean(train_x, dim=0, correction=0)
-    std = std.clamp_min(eps)
-    return [(x - mean) / std for x in (train_x, *others)]
+    scale = standardiser(train_x, eps)
+    return [scale(x) for x in (train_x, *others)]
 
 
 def init_heads(
@@ -139,13 +148,17 @@ def fit_linear_lbfgs(
     return weight.detach().unsqueeze(0), bias.detach().unsqueeze(0)
 
 
+def head_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Logits (S, N, C) of S linear heads, weight (S, D, C) and bias (S, C), on x (N, D)."""
+    return torch.einsum("nd,sdc->snc", x, weight) + bias.unsqueeze(1)
+
+
 @torch.no_grad()
 def head_accuracies(
     x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 ) -> list[float]:
     """Accuracy in percent of each of the S heads on features x (N, D), labels y (N,)."""
-    logits = torch.einsum("nd,sdc->snc", x, weight) + bias.unsqueeze(1)
-    correct = logits.argmax(-1) == y.to(x.device).unsqueeze(0)
+    correct = head_logits(x, weight, bias).argmax(-1) == y.to(x.device).unsqueeze(0)
     return (100.0 * correct.double().mean(1)).tolist()
 
 
@@ -187,9 +200,9 @@ def linear_probe(
             f"unknown linear probe solver '{solver}'; choose one of {', '.join(SOLVERS)}"
         )
     device = torch.device(device)
-    raw_train = train_x.to(device, torch.float32)
-    std, mean = torch.std_mean(raw_train, dim=0, correction=0)
-    train_x, test_x = standardise(raw_train, test_x.to(device, torch.float32))
+    train_x = train_x.to(device, torch.float32)
+    scale = standardiser(train_x)
+    train_x, test_x = scale(train_x), scale(test_x.to(device, torch.float32))
     if solver == "lbfgs":
         weight, bias = fit_linear_lbfgs(
             train_x, train_y, num_classes=num_classes, weight_decay=weight_decay
@@ -216,11 +229,7 @@ def linear_probe(
         "seconds": time.perf_counter() - began,
     }
     if return_heads:
-        scale = std.clamp_min(1e-6)
-
-        def heads(features: torch.Tensor) -> torch.Tensor:
-            z = (features.to(device, torch.float32) - mean) / scale
-            return torch.einsum("nd,sdc->snc", z, weight) + bias.unsqueeze(1)
-
-        out["heads"] = heads
+        out["heads"] = lambda features: head_logits(
+            scale(features.to(device, torch.float32)), weight, bias
+        )
     return out

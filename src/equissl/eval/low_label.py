@@ -53,7 +53,7 @@ def finetune_accuracy(
         params, lr=base_lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
     )
     augment = build_augment("cropflip", images.shape[-1], scale=(0.2, 1.0))
-    mean, std = mean.to(device), std.to(device)
+    mean, std, labels = mean.to(device), std.to(device), labels.to(device)
     gen = torch.Generator().manual_seed(seed)  # batch order
     views = torch.Generator(device=device).manual_seed(seed)  # crops and flips
     n = images.shape[0]
@@ -65,7 +65,7 @@ def finetune_accuracy(
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
             x = augment(images[idx].to(device), views)
-            loss = F.cross_entropy(head(net(normalize(x, mean, std))), labels[idx].to(device))
+            loss = F.cross_entropy(head(net(normalize(x, mean, std))), labels[idx.to(device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for group in opt.param_groups:

@@ -42,6 +42,7 @@ from equissl.photonics.cells import FAMILIES, check_cell, generate_cells
 from equissl.photonics.dos import dos_target
 from equissl.photonics.settings import PhCSettings
 from equissl.reports.atomic import write_bytes_atomic, write_text_atomic
+from equissl.seeds import hashed_seed
 
 SPLITS = ("labeled", "unlabeled")
 FORMAT = 1
@@ -119,8 +120,7 @@ class PhCDataset:
 
 def cell_seed(seed: int, family: str, split: str, index: int) -> int:
     """The generator seed of one cell: a 63-bit hash of (seed, family, split, index)."""
-    key = f"equissl-phc/{seed}/{family}/{split}/{index}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+    return hashed_seed(f"equissl-phc/{seed}/{family}/{split}/{index}")
 
 
 def make_cells(family: str, split: str, seed: int, start: int, stop: int) -> torch.Tensor:

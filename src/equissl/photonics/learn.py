@@ -160,7 +160,7 @@ def pretrain(
             acc = torch.zeros((), device=device)
             if eq is not None:
                 feats = h[2] - h[0] if relative else h[2]
-                ce, acc = prediction_loss(modules[2](feats), labels)
+                ce, acc = prediction_loss(head(feats), labels)
                 loss = loss + cfg.eq_weight * ce
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -223,6 +223,7 @@ def finetune(
     scale = train.dos.std().clamp(min=1e-8).to(device)
     x_train, y_train = normalise(train.cells).to(device), (train.dos.to(device) - mean) / scale
     x_val, x_test = normalise(val.cells).to(device), normalise(test.cells).to(device)
+    y_val = val.dos.to(device)
     empty = empty.to(device)
     n = x_train.shape[0]
     batch = min(cfg.finetune_batch, n)
@@ -232,10 +233,6 @@ def finetune(
     )
     generator = torch.Generator(device=device).manual_seed(seed)
     augment = invariance_augment(family, train.cells.shape[-1])
-
-    def errors(x: Tensor, split: Split) -> Tensor:
-        pred = predict(model, x) * scale + mean
-        return relative_l1(pred, split.dos.to(device), empty, cfg.skip)
 
     best = (math.inf, -1, None)
     curve = []
@@ -253,7 +250,8 @@ def finetune(
             opt.step()
             sched.step()
         _check_finite(loss.detach(), "fine-tuning")
-        val_error = float(errors(x_val, val).mean())
+        val_pred = predict(model, x_val) * scale + mean
+        val_error = float(relative_l1(val_pred, y_val, empty, cfg.skip).mean())
         curve.append(val_error)
         if val_error < best[0]:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}

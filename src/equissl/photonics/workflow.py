@@ -234,8 +234,7 @@ def run_family(cfg: RunConfig, family: str, log: Callable[[str], None] = print) 
             runs.append(result)
         methods[method] = {"pretrain": pre, "runs": runs}
     run_dir = Path(cfg.out_dir) / f"photonics-{family}-{cfg.scale}"
-    _write_outputs(run_dir, cfg, family, built.path, splits, empty, methods)
-    log((run_dir / "results.md").read_text(encoding="utf-8"))
+    log(_write_outputs(run_dir, cfg, family, built.path, splits, empty, methods))
     log(f"run folder: {run_dir} (results.md, results.csv, results.json, dos_examples.png)")
     return run_dir
 
@@ -314,7 +313,8 @@ def _write_outputs(
     splits: dict[str, Split],
     empty: torch.Tensor,
     methods: dict[str, dict],
-) -> None:
+) -> str:
+    """Write results.json, results.md, results.csv and dos_examples.png; returns the Markdown."""
     rows = [_summary(m, entry) for m, entry in methods.items()]
     reference = _reference_error(splits["test"], cfg, empty)
     sizes = {k: len(s.cells) for k, s in splits.items()}
@@ -341,9 +341,11 @@ def _write_outputs(
         },
     }
     write_text_atomic(run_dir / "results.json", json.dumps(record, indent=2) + "\n")
-    write_text_atomic(run_dir / "results.md", _markdown(rows, title, reference))
+    markdown = _markdown(rows, title, reference)
+    write_text_atomic(run_dir / "results.md", markdown)
     write_text_atomic(run_dir / "results.csv", _csv(rows))
     _plot_examples(run_dir / "dos_examples.png", cfg, family, splits["test"], empty, methods)
+    return markdown
 
 
 def _plot_examples(

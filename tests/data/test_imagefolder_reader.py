@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from official_formats import encode_image, write_imagefolder
+from PIL import Image
 
 import equissl.data.imagefolder as imagefolder
 from equissl.config import DataConfig
@@ -142,3 +144,137 @@ def test_layout_errors(tmp_path):
     (extra.path / "test" / "yak.png").rename(extra.path / "test" / "yak" / "0.png")
     with pytest.raises(DataError, match="test class folder 'yak'"):
         _load(extra.path, tmp_path)
+
+
+WIDE = np.array(  # 16-bit values: ends, near the rounding points of value / 257, a gradient
+    [[0, 1, 128, 129, 257, 385, 386, 32767], [32768, 65278, 65279, 65407, 65408, 65534, 65535, 0]]
+    + [np.linspace(0, 65535, 8).round().tolist()],
+    dtype=np.uint16,
+)
+
+
+def _to_8_bits(values: np.ndarray) -> np.ndarray:
+    """The expected 8-bit values, by Python's round of value * 255 / 65535, one at a time."""
+    clipped = [min(max(int(v), 0), 65535) for v in values.ravel()]
+    return np.array([round(v * 255 / 65535) for v in clipped], np.uint8).reshape(values.shape)
+
+
+def _wide_png(values: np.ndarray, mode: str) -> bytes:
+    if mode == "I;16":
+        image = Image.fromarray(values)
+    else:  # big-endian samples, the PNG byte order
+        image = Image.frombytes("I;16B", values.shape[::-1], values.astype(">u2").tobytes())
+    assert image.mode == mode
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+@pytest.mark.parametrize("mode", ["I;16", "I;16B"])
+def test_16_bit_png_is_scaled_to_8_bits(tmp_path, as_zip, mode):
+    expected = _to_8_bits(WIDE)
+    assert expected[0].tolist() == [0, 0, 0, 1, 1, 1, 2, 127] and expected[1, -2] == 255
+    folder = tmp_path / "d"
+    for part, flip in (("train", False), ("test", True)):
+        for name in ("a", "b"):
+            values = WIDE[::-1] if flip else WIDE
+            (folder / part / name).mkdir(parents=True)
+            (folder / part / name / "0.png").write_bytes(_wide_png(values, mode))
+    with Image.open(folder / "train" / "a" / "0.png") as image:
+        assert image.mode == "I;16"  # how Pillow reads a 16-bit grey PNG back
+    path = folder
+    if as_zip:
+        path = tmp_path / "d.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for file in sorted(folder.rglob("*.png")):
+                archive.write(file, file.relative_to(folder).as_posix())
+    grey = _load(path, tmp_path, channels=1)
+    assert grey.train.images.shape == (2, 1, *WIDE.shape)
+    for image in grey.train.images:
+        np.testing.assert_array_equal(image[0].numpy(), expected)
+    for image in grey.test.images:
+        np.testing.assert_array_equal(image[0].numpy(), expected[::-1])
+    rgb = _load(path, tmp_path, channels=3)
+    assert rgb.train.images.shape == (2, 3, *WIDE.shape)
+    assert torch.equal(rgb.train.images, grey.train.images.expand(-1, 3, -1, -1))
+
+
+def test_wide_modes_to_8_bits():
+    for mode in ("I;16", "I;16B", "I;16L"):
+        dtype = ">u2" if mode == "I;16B" else "<u2"
+        image = Image.frombytes(mode, WIDE.shape[::-1], WIDE.astype(dtype).tobytes())
+        np.testing.assert_array_equal(imagefolder.to_array(image), _to_8_bits(WIDE))
+    signed = np.array([[-70000, -1, 0, 257], [65535, 65536, 10**6, 40000]], np.int32)
+    image = Image.fromarray(signed)
+    assert image.mode == "I"
+    result = imagefolder.to_array(image)
+    assert result.dtype == np.uint8
+    np.testing.assert_array_equal(result, [[0, 0, 0, 1], [255, 255, 255, 156]])
+    np.testing.assert_array_equal(result, _to_8_bits(signed))
+
+
+def _warnings(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_empty_class_folders_warn_and_are_skipped(tmp_path, capsys, as_zip):
+    written = write_imagefolder(tmp_path / "d")
+    (written.path / "train" / "yak").mkdir()  # no files at all
+    (written.path / "test" / "dog" / "0000.png").unlink()
+    (written.path / "test" / "dog" / "0001.png").unlink()
+    (written.path / "test" / "dog" / "notes.txt").write_text("no images here")
+    (written.path / "train" / ".hidden").mkdir()
+    path = written.path
+    if as_zip:
+        path = tmp_path / "d.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for item in sorted(written.path.rglob("*")):
+                archive.write(item, item.relative_to(written.path).as_posix())
+        assert "train/yak/" in zipfile.ZipFile(path).namelist()
+    splits = _load(path, tmp_path)
+    (line,) = _warnings(capsys)
+    assert line.startswith("equissl: warning: ignoring 2 class folder(s) without JPEG or PNG")
+    assert line.endswith(": test/dog, train/yak; add images or remove the folder(s)")
+    assert splits.train.classes == ["cat", "dog", "emu"]
+    assert splits.test.labels.tolist() == [0, 0, 2, 2]
+
+
+def test_empty_class_folder_in_unsplit_layout_below_a_top_folder(tmp_path, capsys):
+    written = write_imagefolder(tmp_path / "d", per_class={"all": 5}, split=False, top="pets")
+    for name in ("yak", "zebra"):
+        (written.path / "pets" / name).mkdir()
+    (written.path / "pets" / "cat" / "empty").mkdir()  # below the class level: not a class
+    splits = _load(written.path, tmp_path)
+    (line,) = _warnings(capsys)
+    assert "ignoring 2 class folder(s)" in line and line.endswith(
+        ": pets/yak, pets/zebra; add images or remove the folder(s)"
+    )
+    assert splits.train.classes == ["cat", "dog", "emu"] and len(splits.train) == 12
+
+
+def test_no_warning_without_empty_folders(tmp_path, capsys):
+    written = write_imagefolder(tmp_path / "d")
+    _load(written.path, tmp_path)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_random_bytes_png_is_named(tmp_path, as_zip):
+    written = write_imagefolder(tmp_path / "d")
+    (written.path / "train" / "dog" / "x.png").write_bytes(np.random.default_rng(0).bytes(300))
+    path = written.path
+    if as_zip:
+        path = tmp_path / "d.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for file in sorted(written.path.rglob("*.png")):
+                archive.write(file, file.relative_to(written.path).as_posix())
+    with pytest.raises(DataError) as excinfo:
+        _load(path, tmp_path)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert message == (
+        f"cannot decode image {path.resolve()}/train/dog/x.png (not a JPEG or PNG image); "
+        "replace or delete the file"
+    )

@@ -56,3 +56,19 @@ def test_stl10_through_load_data(tmp_path):
 def test_unlabeled_needs_stl10():
     with pytest.raises(DataError, match="data.unlabeled=true needs data.name=stl10"):
         load_data(DataConfig(unlabeled=True))
+
+
+def test_limits_above_the_split_sizes_warn(capsys):
+    splits = load_data(DataConfig(limit=1439, test_limit=359))  # 1438 train, 359 test images
+    assert len(splits.train) == 1438 and len(splits.test) == 359
+    assert capsys.readouterr().err.splitlines() == [
+        "equissl: warning: data.limit=1439 is above the 1438 images of the training split; "
+        "using all 1438"
+    ]
+    load_data(DataConfig(limit=1438, test_limit=10**6), config_key="eval.transfer")
+    assert capsys.readouterr().err.splitlines() == [
+        "equissl: warning: eval.transfer.test_limit=1000000 is above the 359 images of the test "
+        "split; using all 359"
+    ]
+    load_data(DataConfig(limit=1437, test_limit=358))
+    assert capsys.readouterr().err == ""

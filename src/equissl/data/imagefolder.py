@@ -3,7 +3,8 @@
 Layouts, below the root or a single top-level folder inside it:
   train/<class>/..., test/<class>/... (or val/): the given split;
   <class>/...: a seeded, class-stratified 20% test split.
-Classes are the sorted class folder names of the training split, in label order.
+Classes are the sorted class folder names of the training split, in label order; class folders
+without images are skipped with a warning. 16-bit greyscale PNGs are scaled to 8 bits.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from equissl.config import DataConfig
 from equissl.data.cache import cached_read
@@ -25,6 +26,7 @@ from equissl.data.sources import corrupt, first_line, source_path
 from equissl.data.subset import stratified_split
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
+from equissl.warn import warn
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLIT_NAMES = ("train", "test", "val")
@@ -34,6 +36,9 @@ CHUNK = 1000  # files per decoding task
 POOL_MIN_FILES = 4000  # fewer files are decoded in this process
 MAX_WORKERS = 8
 GRAY_MODES = ("1", "L", "LA")
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit grey ("I": 32-bit ints, clipped to 16 bits)
+DECODER_VERSION = 2  # in the cache key: bump when decoding changes (2: 16-bit PNGs scaled)
+SHOWN_FOLDERS = 5  # empty class folders named in the warning
 LAYOUT = (
     "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>, "
     "or <root>/<class>/<image>"
@@ -42,26 +47,43 @@ LAYOUT = (
 _zip: zipfile.ZipFile | None = None  # the open archive of this (worker) process
 
 
+def _is_hidden(name: str) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in name.split("/"))
+
+
 def _is_image(name: str) -> bool:
-    hidden = any(p.startswith(".") or p == "__MACOSX" for p in name.split("/"))
-    return name.lower().endswith(EXTENSIONS) and not hidden
+    return name.lower().endswith(EXTENSIONS) and not _is_hidden(name)
+
+
+def list_entries(source: Path) -> tuple[list[str], list[str]]:
+    """Sorted posix paths of the image files and of the (non-hidden) folders, relative to the
+    folder or inside the zip (a zip's folders: its folder entries and its members' parents)."""
+    if source.is_dir():
+        names, folders = [], []
+        for root, dirs, files in os.walk(source):
+            rel = Path(root).relative_to(source)
+            names += [(rel / file).as_posix() for file in files]
+            folders += [(rel / folder).as_posix() for folder in dirs]
+    else:
+        try:
+            with zipfile.ZipFile(source) as archive:
+                members = archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise corrupt(source, exc, "re-download or re-create the zip") from None
+        names = [n for n in members if not n.endswith("/")]
+        folders = {n.rstrip("/") for n in members if n.endswith("/")}
+        folders |= {n.rpartition("/")[0] for n in names}
+        for folder in sorted(folders, key=len, reverse=True):  # few: each folder's ancestors
+            while "/" in folder:
+                folder = folder.rpartition("/")[0]
+                folders.add(folder)
+    images = sorted(n for n in names if _is_image(n))
+    return images, sorted(f for f in folders if f and not _is_hidden(f))
 
 
 def list_images(source: Path) -> list[str]:
     """Sorted posix paths of the image files, relative to the folder or inside the zip."""
-    if source.is_dir():
-        names = [
-            (Path(root) / file).relative_to(source).as_posix()
-            for root, _, files in os.walk(source)
-            for file in files
-        ]
-    else:
-        try:
-            with zipfile.ZipFile(source) as archive:
-                names = [n for n in archive.namelist() if not n.endswith("/")]
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise corrupt(source, exc, "re-download or re-create the zip") from None
-    return sorted(n for n in names if _is_image(n))
+    return list_entries(source)[0]
 
 
 def _common_root(names: list[str]) -> int:
@@ -85,8 +107,31 @@ class FileSplit(NamedTuple):
     classes: list[str]
 
 
-def split_files(names: list[str], source: Path) -> FileSplit:
-    """Train and test files with labels, from the folder layout (see the module docstring)."""
+def _warn_empty_classes(
+    names: list[str], folders: list[str], skip: int, splits: tuple[str, ...], source: Path
+) -> None:
+    """Warn (one line) about class folders, at the class level of the layout, without images;
+    splits: the split folders in use, or () when there are none."""
+    prefix = names[0].split("/")[:skip]
+    depth = skip + (2 if splits else 1)
+    used = {tuple(n.split("/")[:depth]) for n in names if n.count("/") >= depth}
+    empty = []
+    for folder in folders:
+        parts = folder.split("/")
+        at_class_level = len(parts) == depth and parts[:skip] == prefix
+        if at_class_level and (not splits or parts[skip] in splits) and tuple(parts) not in used:
+            empty.append(folder)
+    if empty:
+        more = f" and {len(empty) - SHOWN_FOLDERS} more" if len(empty) > SHOWN_FOLDERS else ""
+        warn(
+            f"ignoring {len(empty)} class folder(s) without JPEG or PNG images in {source}: "
+            f"{', '.join(empty[:SHOWN_FOLDERS])}{more}; add images or remove the folder(s)"
+        )
+
+
+def split_files(names: list[str], source: Path, folders: list[str] | None = None) -> FileSplit:
+    """Train and test files with labels, from the folder layout (see the module docstring);
+    `folders` (as from list_entries) are checked for class folders without images."""
     if not names:
         raise DataError(f"no JPEG or PNG images in {source}; {LAYOUT}")
     skip = _common_root(names)
@@ -96,7 +141,11 @@ def split_files(names: list[str], source: Path) -> FileSplit:
         if len(parts) >= 3 and parts[0] in by_split:
             by_split[parts[0]].append(i)
     test_name = "test" if by_split["test"] else "val"
-    if by_split["train"] or by_split["test"] or by_split["val"]:
+    is_split = bool(by_split["train"] or by_split["test"] or by_split["val"])
+    if folders:
+        splits = ("train", test_name) if is_split else ()
+        _warn_empty_classes(names, folders, skip, splits, source)
+    if is_split:
         if not by_split["train"] or not by_split[test_name]:
             missing = "train" if not by_split["train"] else "test (or val)"
             raise DataError(f"no {missing} images in {source}; {LAYOUT}")
@@ -142,6 +191,15 @@ def _close() -> None:
     _zip = None
 
 
+def to_array(image: Image.Image) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB uint8 of a PIL image; 16-bit grey (WIDE_MODES, mode "I"
+    clipped to 0..65535) becomes round(value * 255 / 65535)."""
+    if image.mode in WIDE_MODES:
+        wide = np.asarray(image).astype(np.int64).clip(0, 65535)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)  # value / 257 is never a tie
+    return np.asarray(image.convert("L" if image.mode in GRAY_MODES else "RGB"))
+
+
 def _decode_one(source: Path, name: str) -> np.ndarray:
     try:
         data = _zip.read(name) if _zip is not None else (source / name).read_bytes()
@@ -149,11 +207,12 @@ def _decode_one(source: Path, name: str) -> np.ndarray:
         raise corrupt(f"{source}:{name}", exc, "re-download or re-create the dataset") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
-            mode = "L" if image.mode in GRAY_MODES else "RGB"
-            return np.asarray(image.convert(mode))
+            return to_array(image)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        unknown = isinstance(exc, UnidentifiedImageError)  # its message shows a BytesIO object
+        why = "not a JPEG or PNG image" if unknown else first_line(exc)
         raise DataError(
-            f"cannot decode image {source}/{name} ({first_line(exc)}); replace or delete the file"
+            f"cannot decode image {source}/{name} ({why}); replace or delete the file"
         ) from None
 
 
@@ -229,13 +288,14 @@ def read_imagefolder(cfg: DataConfig) -> DataSplits:
     if source.is_file() and not zipfile.is_zipfile(source):
         raise corrupt(source, ValueError("not a zip archive"), "re-download or re-create it")
     if source.is_dir():  # the key needs every file's stat; a zip's own stat suffices
-        names = list_images(source)
-        files = [source / n for n in names]
+        entries = list_entries(source)
+        files = [source / n for n in entries[0]]
     else:
-        names, files = None, [source]
+        entries, files = None, [source]
 
     def read() -> DataSplits:
-        split = split_files(names if names is not None else list_images(source), source)
-        return _read(source, cfg.size, split)
+        names, folders = entries if entries is not None else list_entries(source)
+        return _read(source, cfg.size, split_files(names, source, folders))
 
-    return cached_read(cfg.cache_dir, "imagefolder", files, {"size": cfg.size}, read)
+    options = {"size": cfg.size, "decoder": DECODER_VERSION}
+    return cached_read(cfg.cache_dir, "imagefolder", files, options, read)

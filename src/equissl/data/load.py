@@ -13,6 +13,7 @@ from equissl.data.stl10 import read_stl10
 from equissl.data.subset import balanced_subset
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
+from equissl.warn import warn
 
 READERS: dict[str, Callable[[DataConfig], DataSplits]] = {
     "digits": lambda cfg: read_digits(),
@@ -21,6 +22,12 @@ READERS: dict[str, Callable[[DataConfig], DataSplits]] = {
     "stl10": read_stl10,
     "imagefolder": read_imagefolder,
 }
+
+
+def _warn_above(key: str, limit: int | None, part: ImageSet, split: str) -> None:
+    n = len(part.labels)
+    if limit is not None and limit > n:
+        warn(f"{key}={limit} is above the {n} images of the {split} split; using all {n}")
 
 
 def _prepare(part: ImageSet, limit: int | None, channels: int, size: int) -> ImageSet:
@@ -36,15 +43,18 @@ def _prepare(part: ImageSet, limit: int | None, channels: int, size: int) -> Ima
     return ImageSet(images, labels, part.classes)
 
 
-def load_data(cfg: DataConfig) -> DataSplits:
+def load_data(cfg: DataConfig, config_key: str = "data") -> DataSplits:
     """The dataset named by cfg.name: uint8 (N, C, H, W) splits with cfg.channels channels,
     resized to cfg.size (when > 0), the labelled splits cut to class-balanced cfg.limit and
-    cfg.test_limit subsets (seed 0). The unlabeled split is not cut."""
+    cfg.test_limit subsets (seed 0; a limit above a split's size warns and keeps it all). The
+    unlabeled split is not cut. config_key: where cfg sits in the config, for the warnings."""
     if cfg.name not in READERS:
         raise DataError(f"unknown dataset '{cfg.name}'; choose one of {', '.join(READERS)}")
     if cfg.unlabeled and cfg.name != "stl10":
         raise DataError(f"data.unlabeled=true needs data.name=stl10, not {cfg.name}")
     raw = READERS[cfg.name](cfg)
+    _warn_above(f"{config_key}.limit", cfg.limit, raw.train, "training")
+    _warn_above(f"{config_key}.test_limit", cfg.test_limit, raw.test, "test")
     unlabeled = None
     if raw.unlabeled is not None:
         unlabeled = _prepare(raw.unlabeled, None, cfg.channels, cfg.size)

@@ -1,11 +1,15 @@
 """`equissl export` and `equissl.load_backbone`: the trained encoder on its own."""
 
+import errno
 import json
+import math
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import equissl
@@ -217,6 +221,13 @@ def test_export_errors(runs, tmp_path, capsys):
         f"{a_file} is not a folder",
         out,
     )
+    (tmp_path / "taken" / "b.json").mkdir(parents=True)
+    _cli_fails(
+        capsys,
+        ["export", f"ckpt={ckpt}", f"out={tmp_path / 'taken' / 'b.safetensors'}"],
+        f"cannot write {tmp_path / 'taken' / 'b.json'}: it is a folder",
+    )
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["b.json"]
     for error, call in [
         (CheckpointError, lambda: export_backbone(tmp_path / "none.ckpt", out / "b.safetensors")),
         (ExportError, lambda: export_backbone(ckpt, out / "b.json")),
@@ -238,27 +249,25 @@ def test_export_refuses_an_unwritable_folder(runs, tmp_path, capsys, monkeypatch
     )
 
 
-def test_a_failed_write_leaves_no_file_behind(runs, tmp_path, monkeypatch):
-    import equissl.reports.atomic as atomic
-
-    real = atomic.write_bytes_atomic
-
-    def failing(path, data):
-        if str(path).endswith(".json"):
-            raise OSError(28, "No space left on device")
-        return real(path, data)
-
-    monkeypatch.setattr(atomic, "write_bytes_atomic", failing)
-    with pytest.raises(ExportError, match="No space left on device"):
-        export_backbone(runs / "resnet" / "last.ckpt", tmp_path / "b.safetensors")
-    assert list(tmp_path.iterdir()) == []
-
-
 def _rewrite_json(out, change):
     path = out.with_suffix(".json")
     info = json.loads(path.read_text())
     change(info)
     path.write_text(json.dumps(info))
+
+
+def _metadata(out):
+    with safe_open(str(out), framework="pt") as f:
+        return f.metadata()
+
+
+def _resave(out, tensors=None, **metadata):
+    """Rewrite the weights file `out` with `tensors` (default: its own) and `metadata` (default:
+    what exports before the self-describing metadata wrote)."""
+    tensors = load_file(str(out)) if tensors is None else tensors
+    save_file(
+        tensors, str(out), metadata={"format": "equissl-backbone", "version": "1", **metadata}
+    )
 
 
 def test_load_backbone_errors(runs, tmp_path):
@@ -269,6 +278,22 @@ def test_load_backbone_errors(runs, tmp_path):
         equissl.load_backbone(tmp_path / "missing.safetensors")
     assert issubclass(BackboneFileError, DataError)
 
+    # the weights describe themselves: the same checks run on their metadata
+    own = _metadata(out)["equissl"]
+    for text, message in [
+        (
+            "{not json",
+            r"malformed backbone description .*backbone.safetensors \(metadata "
+            r"'equissl'\): Expecting",
+        ),
+        (json.dumps({**json.loads(own), "backbone": {}}), "'backbone' lacks name"),
+        (json.dumps({**json.loads(own), "std": [1, 0, 1]}), "'std' values must be positive"),
+    ]:
+        _resave(out, equissl=text)
+        with pytest.raises(BackboneFileError, match=message):
+            equissl.load_backbone(out)
+
+    _resave(out)  # an export from before the metadata: described by the .json beside it
     description.rename(tmp_path / "elsewhere.json")
     with pytest.raises(BackboneFileError, match="backbone.json not found; equissl export writes"):
         equissl.load_backbone(out)
@@ -351,3 +376,149 @@ def test_a_checkpoint_without_its_config_entry_uses_config_yaml_beside_it(runs, 
     x = _images()
     with torch.no_grad():
         assert torch.equal(equissl.load_backbone(out)(x), _method(runs / "resnet").encode(x))
+
+
+# --- crash safety and non-finite weights -----------------------------------------------------
+
+
+def _previous_export(runs, tmp_path):
+    """A good export of the resnet run at tmp_path/out/b.safetensors: (weights, json, their
+    bytes)."""
+    out = tmp_path / "out" / "b.safetensors"
+    export_backbone(runs / "resnet" / "last.ckpt", out)
+    description = out.with_suffix(".json")
+    return out, description, (out.read_bytes(), description.read_bytes())
+
+
+def _fail_call(monkeypatch, name, n, error, folder):
+    """Make the n-th call of os.<name> raise `error`, the others run as usual; returns the list
+    of calls. At each call, the temporary files the export has made so far are in `folder`."""
+    real, calls = getattr(os, name), []
+
+    def fake(*args):
+        calls.append([p.name for p in folder.iterdir() if p.name.endswith(".tmp")])
+        if len(calls) == n:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(os, name, fake)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("name", "n", "error"),
+    [
+        ("fsync", 1, OSError(errno.ENOSPC, "No space left on device")),  # writing the weights
+        ("fsync", 2, OSError(errno.ENOSPC, "No space left on device")),  # writing the .json
+        ("replace", 1, OSError(errno.EACCES, "Permission denied")),  # renaming the weights
+        ("replace", 2, OSError(errno.EACCES, "Permission denied")),  # renaming the .json
+    ],
+)
+def test_a_failed_export_keeps_the_previous_one(runs, tmp_path, monkeypatch, name, n, error):
+    out, description, before = _previous_export(runs, tmp_path)
+    calls = _fail_call(monkeypatch, name, n, error, out.parent)
+    with pytest.raises(ExportError) as caught:
+        export_backbone(runs / "eqresnet" / "last.ckpt", out)
+    message = str(caught.value)
+    assert message == f"cannot write {out} and b.json: [Errno {error.errno}] {error.strerror}"
+    assert (out.read_bytes(), description.read_bytes()) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["b.json", "b.safetensors"]
+    if name == "fsync":
+        assert len(calls[-1]) == n  # the failing file existed, and was removed
+    else:
+        assert len(calls) == n + (n == 2)  # after the second rename failed, one put back
+    assert equissl.load_backbone(out).config["run_name"] == "resnet"
+
+
+def test_the_weights_describe_themselves_so_any_pair_loads_consistently(runs, tmp_path):
+    resnet = _export(runs, tmp_path, "resnet")
+    eqresnet = _export(runs, tmp_path, "eqresnet")
+    own = json.loads(_metadata(eqresnet)["equissl"])
+    assert own == json.loads(eqresnet.with_suffix(".json").read_text())
+    # a kill between the renames: one file of the new export beside one of the old
+    resnet.with_suffix(".json").write_bytes(eqresnet.with_suffix(".json").read_bytes())
+    x = _images()
+    for weights, name in [(resnet, "resnet"), (eqresnet, "eqresnet")]:
+        if name == "eqresnet":
+            eqresnet.with_suffix(".json").write_bytes(b"stale: not even JSON")
+        encoder = equissl.load_backbone(weights)
+        assert encoder.config["run_name"] == name
+        assert encoder.config == json.loads(_metadata(weights)["equissl"])
+        with torch.no_grad():
+            assert torch.equal(encoder(x), _method(runs / name).encode(x))
+    eqresnet.with_suffix(".json").unlink()  # the .json is for people: the weights suffice
+    assert equissl.load_backbone(eqresnet).config["run_name"] == "eqresnet"
+
+
+def test_an_export_killed_between_its_renames_still_loads(runs, tmp_path):
+    """Replacing an export from before the metadata (weights described only by the .json),
+    killed right after its first rename: what is on disk loads as one consistent export."""
+    out, description, _ = _previous_export(runs, tmp_path)
+    _resave(out)
+    old_json = description.read_bytes()
+    code = (
+        "import os\n"
+        "from equissl.encoder import export_backbone\n"
+        "real = os.replace\n"
+        "def replace(src, dst):\n"
+        "    real(src, dst)\n"
+        "    os._exit(9)\n"
+        "os.replace = replace\n"
+        f"export_backbone({str(runs / 'eqresnet' / 'last.ckpt')!r}, {str(out)!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    assert description.read_bytes() == old_json  # killed before the second rename
+    encoder = equissl.load_backbone(out)
+    assert encoder.config["run_name"] == "eqresnet"
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(encoder(x), _method(runs / "eqresnet").encode(x))
+    export_backbone(runs / "eqresnet" / "last.ckpt", out)  # leftovers do not get in the way
+    assert json.loads(description.read_text())["run_name"] == "eqresnet"
+
+
+def test_old_exports_without_metadata_still_load(runs, tmp_path):
+    out = _export(runs, tmp_path, "resnet")
+    _resave(out)
+    assert "equissl" not in _metadata(out)
+    encoder = equissl.load_backbone(out)
+    assert encoder.config == json.loads(out.with_suffix(".json").read_text())
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(encoder(x), _method(runs / "resnet").encode(x))
+
+
+def test_export_refuses_a_checkpoint_with_non_finite_weights(runs, tmp_path, capsys):
+    ckpt = torch.load(runs / "resnet" / "last.ckpt", map_location="cpu", weights_only=False)
+    key = next(k for k in ckpt["state_dict"] if k.endswith("running_var"))
+    ckpt["state_dict"][key][0] = math.inf
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    out = tmp_path / "out" / "b.safetensors"
+    _cli_fails(
+        capsys,
+        ["export", f"ckpt={bad}", f"out={out}"],
+        f"checkpoint {bad} holds non-finite weights ({key.removeprefix('method.')}); it cannot "
+        "be exported: retrain with a lower optim.lr",
+    )
+    assert not out.parent.exists()
+    ckpt["state_dict"][key][0] = 1.0
+    ckpt["state_dict"]["method.std"][1] = math.nan
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=r"non-finite weights \(method.std\)"):
+        export_backbone(bad, out)
+    assert not out.parent.exists()
+
+
+def test_load_backbone_refuses_non_finite_weights(runs, tmp_path):
+    out = _export(runs, tmp_path, "resnet")
+    tensors = load_file(str(out))
+    tensors["stem.0.weight"][0, 0, 0, 0] = math.nan
+    save_file(tensors, str(out), metadata=_metadata(out))
+    with pytest.raises(BackboneFileError) as caught:
+        equissl.load_backbone(out)
+    assert str(caught.value) == (
+        f"backbone weights {out} hold non-finite values (stem.0.weight); they cannot be used: "
+        "export again from a checkpoint with finite weights"
+    )

@@ -3,11 +3,14 @@
 `equissl export ckpt=runs/<name>/last.ckpt out=backbone.safetensors` writes two files:
 
 - `backbone.safetensors`: the backbone's state dict (parameters and persistent buffers such as
-  BatchNorm running statistics), keys without the `backbone.` prefix;
-- `backbone.json`: how to rebuild it (`build_backbone` arguments), the normalisation mean and
-  std the encoder was trained with, the training image size, and where it came from.
+  BatchNorm running statistics), keys without the `backbone.` prefix, and in its metadata
+  (key "equissl") the description below as JSON text, so the file describes itself;
+- `backbone.json`: the description, for people and other tools: how to rebuild the backbone
+  (`build_backbone` arguments), the normalisation mean and std the encoder was trained with,
+  the training image size, and where it came from.
 
-`load_backbone("backbone.safetensors")` reads both and returns an `Encoder` in eval mode: float
+`load_backbone("backbone.safetensors")` reads the weights and their own description (the .json
+only for exports that predate the metadata) and returns an `Encoder` in eval mode: float
 images in [0, 1] (or uint8) of shape (N, C, H, W) in, (N, features) out, normalised exactly as
 during training and `equissl eval`.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +30,14 @@ from torch import nn
 from equissl.augment.stats import normalize, to_float
 from equissl.errors import DataError, UserError
 from equissl.eval.features import eval_mode
+from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.models import build_backbone
 
 FORMAT = "equissl-backbone"
 FORMAT_VERSION = 1
 PREFIX = "backbone."
+# The weights file's metadata key holding the description (the .json's content) as JSON text.
+METADATA_KEY = "equissl"
 BACKBONE_KEYS = ("name", "stem", "width", "group", "fields", "in_channels")
 # Image sizes of the built-in readers when data.size=0 keeps the source size.
 NATIVE_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32, "stl10": 96}
@@ -154,12 +161,52 @@ def json_path_of(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def _bad_json(path: Path, why: str) -> BackboneFileError:
-    return BackboneFileError(f"malformed backbone description {path}: {why}; re-run equissl export")
+def _bad_json(source: str | Path, why: str) -> BackboneFileError:
+    return BackboneFileError(
+        f"malformed backbone description {source}: {why}; re-run equissl export"
+    )
+
+
+def check_description(info: Any, source: str | Path) -> dict[str, Any]:
+    """`info` (the parsed description from `source`), checked for what `load_backbone` needs."""
+    if not isinstance(info, dict):
+        raise _bad_json(source, "expected a JSON object")
+    version = info.get("format_version")
+    if not isinstance(version, int):
+        raise _bad_json(source, "no integer format_version")
+    if version > FORMAT_VERSION:
+        raise BackboneFileError(
+            f"{source} has format_version {version}, newer than this equissl reads "
+            f"({FORMAT_VERSION}); upgrade equissl"
+        )
+    arch = info.get("backbone")
+    if not isinstance(arch, dict):
+        raise _bad_json(source, "no 'backbone' object")
+    missing = [k for k in BACKBONE_KEYS if k not in arch]
+    if missing:
+        raise _bad_json(source, f"'backbone' lacks {', '.join(missing)}")
+    for key in ("width", "fields", "in_channels"):
+        if not isinstance(arch[key], int) or isinstance(arch[key], bool):
+            raise _bad_json(source, f"backbone.{key} must be an integer, got {arch[key]!r}")
+    for key in ("mean", "std"):
+        values = info.get(key)
+        if (
+            not isinstance(values, list)
+            or len(values) != arch["in_channels"]
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        ):
+            raise _bad_json(
+                source,
+                f"'{key}' must list one number per input channel ({arch['in_channels']}), "
+                f"got {values!r}",
+            )
+    if any(v <= 0 for v in info["std"]):
+        raise _bad_json(source, "'std' values must be positive")
+    return info
 
 
 def read_description(path: str | Path) -> dict[str, Any]:
-    """The exported JSON, checked for what `load_backbone` needs."""
+    """The exported JSON file, checked for what `load_backbone` needs."""
     path = Path(path)
     if not path.is_file():
         raise BackboneFileError(
@@ -170,43 +217,42 @@ def read_description(path: str | Path) -> dict[str, Any]:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad_json(path, _one_line(exc)) from None
-    if not isinstance(info, dict):
-        raise _bad_json(path, "expected a JSON object")
-    version = info.get("format_version")
-    if not isinstance(version, int):
-        raise _bad_json(path, "no integer format_version")
-    if version > FORMAT_VERSION:
+    return check_description(info, path)
+
+
+def _read_weights(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors on the CPU, string metadata) of a .safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            names = f.keys()  # a list: safe_open is not iterable
+            state = {k: f.get_tensor(k) for k in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise BackboneFileError(
-            f"{path} has format_version {version}, newer than this equissl reads "
-            f"({FORMAT_VERSION}); upgrade equissl"
-        )
-    arch = info.get("backbone")
-    if not isinstance(arch, dict):
-        raise _bad_json(path, "no 'backbone' object")
-    missing = [k for k in BACKBONE_KEYS if k not in arch]
-    if missing:
-        raise _bad_json(path, f"'backbone' lacks {', '.join(missing)}")
-    for key in ("width", "fields", "in_channels"):
-        if not isinstance(arch[key], int) or isinstance(arch[key], bool):
-            raise _bad_json(path, f"backbone.{key} must be an integer, got {arch[key]!r}")
-    for key in ("mean", "std"):
-        values = info.get(key)
-        if (
-            not isinstance(values, list)
-            or len(values) != arch["in_channels"]
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        ):
-            raise _bad_json(
-                path,
-                f"'{key}' must list one number per input channel ({arch['in_channels']}), "
-                f"got {values!r}",
-            )
-    if any(v <= 0 for v in info["std"]):
-        raise _bad_json(path, "'std' values must be positive")
-    return info
+            f"cannot read backbone weights {weights} ({_one_line(exc)}); re-run equissl export"
+        ) from None
+    return state, metadata
 
 
-def _mismatch(weights: Path, state: dict[str, torch.Tensor], model: nn.Module) -> str | None:
+def _description_of(weights: Path, metadata: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """(checked description, where it came from): the weights' own metadata, or for exports
+    that predate it the .json beside them."""
+    if METADATA_KEY not in metadata:
+        source = json_path_of(weights)
+        return read_description(source), str(source)
+    source = f"{weights} (metadata '{METADATA_KEY}')"
+    try:
+        info = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise _bad_json(source, _one_line(exc)) from None
+    return check_description(info, source), source
+
+
+def _mismatch(
+    weights: Path, source: str, state: dict[str, torch.Tensor], model: nn.Module
+) -> str | None:
     """How the file's tensors differ from the model's state dict (None when they match)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -225,23 +271,20 @@ def _mismatch(weights: Path, state: dict[str, torch.Tensor], model: nn.Module) -
         parts.append(f"unexpected {len(unexpected)} keys ({', '.join(unexpected[:3])})")
     if shapes:
         parts.append(f"wrong shapes (file vs model: {'; '.join(shapes[:3])})")
-    return f"weights {weights} do not match the architecture in {json_path_of(weights)}: " + (
-        ", ".join(parts)
-    )
+    return f"weights {weights} do not match the architecture in {source}: " + ", ".join(parts)
 
 
 def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-    """The encoder exported by `equissl export` (the .safetensors path, its .json beside it), on
-    `device`, in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """The encoder exported by `equissl export` (the .safetensors path), on `device`, in eval
+    mode. Its description comes from the weights file's own metadata; exports that predate it
+    are described by the .json beside them."""
     weights = Path(path)
     if weights.suffix == ".json":  # the description was given: its weights lie beside it
         weights = weights.with_suffix(".safetensors")
     if not weights.is_file():
         raise BackboneFileError(f"backbone file not found: {weights}")
-    info = read_description(json_path_of(weights))
+    state, metadata = _read_weights(weights)
+    info, source = _description_of(weights, metadata)
     arch = info["backbone"]
     try:
         backbone = build_backbone(
@@ -253,16 +296,16 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Encod
             fields=arch["fields"],
         )
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise _bad_json(json_path_of(weights), _one_line(exc)) from None
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise BackboneFileError(
-            f"cannot read backbone weights {weights} ({_one_line(exc)}); re-run equissl export"
-        ) from None
-    problem = _mismatch(weights, state, backbone)
+        raise _bad_json(source, _one_line(exc)) from None
+    problem = _mismatch(weights, source, state, backbone)
     if problem:
         raise BackboneFileError(problem)
+    bad = nonfinite_names(state)
+    if bad:
+        raise BackboneFileError(
+            f"backbone weights {weights} hold non-finite values ({describe_nonfinite(bad)}); "
+            "they cannot be used: export again from a checkpoint with finite weights"
+        )
     backbone.load_state_dict(state, strict=True)
     mean = torch.tensor(info["mean"], dtype=torch.float32)
     std = torch.tensor(info["std"], dtype=torch.float32)
@@ -281,6 +324,8 @@ def check_destination(out: str | Path) -> Path:
         raise ExportError(f"out={out} must be a file name ending in .safetensors")
     if out.is_dir():
         raise ExportError(f"out={out} is a folder; give a file name ending in .safetensors")
+    if json_path_of(out).is_dir():
+        raise ExportError(f"cannot write {json_path_of(out)}: it is a folder")
     folder = out.parent
     existing = folder
     while not existing.exists() and existing != existing.parent:
@@ -412,12 +457,69 @@ def _config_of(saved: dict[str, Any], ckpt: Path):
         ) from None
 
 
-def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors) and its
-    description to `out` with suffix .json; both atomically. Returns (weights, json) paths."""
-    from safetensors.torch import save
+def _temp_beside(path: Path, data: bytes) -> Path:
+    """`data` written and flushed to disk in a new temporary file beside `path`; the file is
+    removed again if writing fails."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
-    from equissl.reports.atomic import write_bytes_atomic
+
+def _backup_link(path: Path) -> Path | None:
+    """A second name (hard link) for the existing file `path`, to put it back; None if there is
+    no file or the file system cannot link."""
+    if not path.is_file():
+        return None
+    backup = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.old.tmp")
+    try:
+        os.link(path, backup)
+    except OSError:
+        return None
+    return backup
+
+
+def write_export(weights: Path, weights_bytes: bytes, description: Path, text: bytes) -> None:
+    """Replace the pair (weights, description): a failure leaves the previous pair as it was, a
+    kill at any point leaves a pair that loads consistently (the old export or the new).
+
+    Both files are written in full to temporary files beside their destinations first (a full
+    disk fails here, with nothing replaced); then the weights are renamed into place, then the
+    description. The weights describe themselves (metadata), so a kill between the renames
+    leaves a consistent export; if the second rename fails, the previous weights are put back.
+    Temporary files are removed on any failure; the destinations are never deleted.
+    """
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    temps: list[Path] = []
+    try:
+        temps.append(_temp_beside(weights, weights_bytes))
+        temps.append(_temp_beside(description, text))
+        backup = _backup_link(weights)
+        if backup is not None:
+            temps.append(backup)
+        os.replace(temps[0], weights)
+        try:
+            os.replace(temps[1], description)
+        except BaseException:
+            if backup is not None:
+                os.replace(backup, weights)
+            raise
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors, its
+    description in its metadata) and the description to `out` with suffix .json (see
+    `write_export`). Returns (weights, json) paths."""
+    from safetensors.torch import save
 
     out = check_destination(out)
     ckpt = Path(ckpt)
@@ -425,10 +527,22 @@ def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
     cfg = _config_of(saved, ckpt)
     if "method.mean" not in full or "method.std" not in full:
         raise CheckpointError(f"{ckpt} has no normalisation statistics (method.mean/std)")
-    mean = full["method.mean"].float().flatten().tolist()
-    std = full["method.std"].float().flatten().tolist()
     prefix = "method." + PREFIX
     state = {k.removeprefix(prefix): v for k, v in full.items() if k.startswith(prefix)}
+    bad = nonfinite_names(
+        {
+            **{PREFIX + k: v for k, v in state.items()},
+            "method.mean": full["method.mean"],
+            "method.std": full["method.std"],
+        }
+    )
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {ckpt} holds non-finite weights ({describe_nonfinite(bad)}); it cannot "
+            "be exported: retrain with a lower optim.lr"
+        )
+    mean = full["method.mean"].float().flatten().tolist()
+    std = full["method.std"].float().flatten().tolist()
     try:
         backbone = build_backbone(
             cfg.backbone.name,
@@ -445,16 +559,12 @@ def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
         ) from None
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     info = describe(cfg, backbone, mean, std, ckpt, out)
-    weights_bytes = save(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
-    text = json.dumps(info, indent=2) + "\n"
+    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), METADATA_KEY: json.dumps(info)}
+    weights_bytes = save(tensors, metadata=metadata)
+    text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
     description = json_path_of(out)
     try:
-        write_bytes_atomic(out, weights_bytes)
-        try:
-            write_bytes_atomic(description, text.encode("utf-8"))
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
+        write_export(out, weights_bytes, description, text)
     except OSError as exc:
-        raise ExportError(f"cannot write {out}: {_one_line(exc)}") from None
+        raise ExportError(f"cannot write {out} and {description.name}: {_one_line(exc)}") from None
     return out, description

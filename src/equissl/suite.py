@@ -145,7 +145,8 @@ def transfer_results(
             test_limit=t.test_limit,
             channels=data.channels,
             size=data.image_size,
-        )
+        ),
+        config_key="eval.transfer",
     )
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
     train_f = extract_features(method.backbone, other.train.images, **kw)

@@ -169,8 +169,11 @@ def test_the_lightning_training_step_makes_no_host_sync():
     module.images, module.labels = images.to("meta"), module.labels.to("meta")
     module.nonfinite = module.nonfinite.to("meta")
     module._order = module._label_order = torch.empty(4, 16, dtype=torch.long, device="meta")
+    module._order_epoch = 0
     connector = SimpleNamespace(should_update_logs=False)
-    module._trainer = SimpleNamespace(_logger_connector=connector, global_step=0, global_rank=0)
+    module._trainer = SimpleNamespace(
+        _logger_connector=connector, global_step=0, global_rank=0, current_epoch=0
+    )
     module.step_generator = lambda: torch.Generator().manual_seed(0)  # no meta generator
     module.training_step(None, 0)
     with host_syncs_fail():

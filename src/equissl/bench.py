@@ -35,6 +35,7 @@ from omegaconf import DictConfig
 from equissl.config import build_config
 from equissl.errors import UserError
 from equissl.methods import Method
+from equissl.outputs import check_file_writable
 from equissl.reports.atomic import write_text_atomic
 from equissl.runner import backbone_label, method_label
 from equissl.train import prepare_method, resolve_precision, training_optimizer, uses_cuda
@@ -333,6 +334,8 @@ def bench_command(
     out = options.get("out")
     if out is not None and not out.endswith(".json"):
         raise UserError(f"out= names a .json file for the results, got '{out}'")
+    if out is not None:
+        check_file_writable(out, "benchmark results")
     row = measure(build_config(presets, overrides), steps=steps, warmup=warmup, size=size)
     print(markdown_table([row]))
     if out:

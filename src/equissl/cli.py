@@ -5,7 +5,9 @@ Errors a user can cause print one line on stderr and exit with status 2.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -51,10 +53,16 @@ def _pop(overrides: list[str], key: str) -> str | None:
     return None
 
 
-def _quiet() -> None:
+def _quiet(command: str) -> None:
+    """Python warnings off, and Lightning's start-up notes and tips off stderr (where a
+    failure's one line goes); Lightning's errors still show."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     warnings.filterwarnings("ignore")
+    if command in ("presets", "transforms"):
+        return  # they never load Lightning
     import logging
+
+    import lightning  # noqa: F401 - its import sets its loggers to INFO: set them after it
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -115,19 +123,27 @@ def cmd_export(args: list[str]) -> None:
     print(f"wrote {weights} and {description}")
 
 
-def cmd_sweep(args: list[str]) -> None:
-    from equissl.sweep import load_sweep, run_sweep
+def _run_sweep(name: str, overrides: list[str], scale: str | None = None) -> Path:
+    """Run a sweep, print its table, then fail (one line, exit 2) if any run failed."""
+    from equissl.sweep import load_sweep, raise_failures, run_sweep
 
+    out_dir = _pop(overrides, "out_dir") or "runs"
+    table, root, failures = run_sweep(load_sweep(name), overrides, out_dir, scale=scale)
+    print(table)
+    print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
+    raise_failures(failures, root)
+    return root
+
+
+def cmd_sweep(args: list[str]) -> None:
     presets, overrides = _split(args)
     if len(presets) != 1:
         raise _Usage("sweep needs exactly one sweep name or YAML file")
-    out_dir = _pop(overrides, "out_dir") or "runs"
-    table, root = run_sweep(load_sweep(presets[0]), overrides, out_dir)
-    print(table)
-    print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
+    _run_sweep(presets[0], overrides)
 
 
 def cmd_report(args: list[str]) -> None:
+    from equissl.outputs import check_file_writable
     from equissl.reports import (
         collect_results,
         markdown_table,
@@ -148,6 +164,8 @@ def cmd_report(args: list[str]) -> None:
             "report takes run folders and optional out=STEM group_by=COLUMN "
             "file=results.json|eval.json columns=A,B,..."
         )
+    for suffix in (".md", ".csv", ".png"):
+        check_file_writable(f"{out}{suffix}", "report")
     rows = collect_results(dirs, filename)
     write_table(rows, columns, out, group_by=group_by)
     plot_curves(dirs, f"{out}.png")
@@ -169,16 +187,11 @@ EXPERIMENTS = (
 
 
 def cmd_experiment(args: list[str]) -> None:
-    from equissl.sweep import load_sweep, run_sweep
-
     names, overrides = _split(args)
     if len(names) != 1 or names[0] not in EXPERIMENTS:
         raise _Usage(f"experiment needs one name: {', '.join(EXPERIMENTS)}")
     scale = _pop(overrides, "scale") or "smoke"
-    out_dir = _pop(overrides, "out_dir") or "runs"
-    table, root = run_sweep(load_sweep(names[0]), overrides, out_dir, scale=scale)
-    print(table)
-    print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
+    _run_sweep(names[0], overrides, scale=scale)
 
 
 def cmd_transforms(args: list[str]) -> None:
@@ -194,17 +207,11 @@ def cmd_transforms(args: list[str]) -> None:
 
 
 def cmd_demo(args: list[str]) -> None:
-    from equissl.sweep import load_sweep, run_sweep
-
     presets, overrides = _split(args)
     if presets:
         raise _Usage("demo takes only key=value overrides")
-    out_dir = _pop(overrides, "out_dir") or "runs"
-    print("equissl demo: SimCLR vs E-SimCLR on scikit-learn's handwritten digits (CPU)")
-    table, root = run_sweep(load_sweep("demo-sweep"), overrides, out_dir)
-    print()
-    print(table)
-    print(f"\nrun folder: {root}  (table: results.md / results.csv, curves: curves.png)")
+    print("equissl demo: SimCLR vs E-SimCLR on scikit-learn's handwritten digits (CPU)\n")
+    _run_sweep("demo-sweep", overrides)
 
 
 def cmd_presets(args: list[str]) -> None:
@@ -255,18 +262,43 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    _quiet()
+    from equissl import signals
     from equissl.errors import UserError
 
     try:
-        COMMANDS[command](args)
+        with signals.installed():
+            _quiet(command)
+            COMMANDS[command](args)
     except (UserError, _Usage) as exc:
-        print(f"equissl: error: {exc}", file=sys.stderr)
+        print(f"equissl: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("equissl: interrupted; `resume=auto` continues from last.ckpt", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"equissl: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except (signals.Stop, KeyboardInterrupt) as exc:
+        stop = exc if isinstance(exc, signals.Stop) else signals.Stop(signal.SIGINT)
+        print(f"equissl: {_stopped(stop)}", file=sys.stderr)
+        return stop.exit_status
     return 0
+
+
+# Faults of the machine a user can fix (space, permissions): one line and exit 2, like UserError.
+USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _stopped(stop) -> str:
+    """The line printed when a signal stops a command: what happened and how to continue."""
+    what = "terminated (SIGTERM)" if stop.name == "SIGTERM" else f"interrupted ({stop.name})"
+    if stop.detail:
+        return f"{what} {stop.detail}; run the same command again (resume=auto) to continue"
+    return f"{what}; a run continues from its last.ckpt with the same command (resume=auto)"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ and invalid values raise ConfigError with one line naming the key and the valid 
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,10 @@ POSITIVE = (
 NON_NEGATIVE = (
     "optim.epochs",
     "optim.warmup_epochs",
+    "optim.momentum",
+    "optim.weight_decay",
+    "eval.linear.weight_decay",
+    "eval.finetune.weight_decay",
     "backbone.fields",
     "eval.finetune.epochs",
 )  # 0 epochs: a randomly initialised encoder
@@ -334,8 +340,12 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             arg = f"{SHORT_KEYS[key]}={value}"
         try:
             parsed = OmegaConf.from_dotlist([arg])
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"cannot parse '{arg}': {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001 - OmegaConf and the YAML parser raise many kinds
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"cannot parse '{arg}': {first}; quote the whole item and close its brackets, "
+                'e.g. "method.equivariance=[{transform: rotation}]"'
+            ) from None
         key = arg.split("=", 1)[0]
         pairs.append((key, OmegaConf.select(parsed, key)))
     return pairs
@@ -371,8 +381,37 @@ def _normalize(cfg: DictConfig) -> None:
             term.role = "off"
 
 
+# A run name is one folder under out_dir: no separators, no '.'/'..', no hidden names.
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*")
+
+
+def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(tree, dict):
+        return [kv for key, sub in tree.items() for kv in _leaves(sub, f"{prefix}{key}.")]
+    if isinstance(tree, list):
+        return [kv for i, sub in enumerate(tree) for kv in _leaves(sub, f"{prefix}{i}.")]
+    return [(prefix[:-1], tree)]
+
+
+def _check_finite(cfg: DictConfig) -> None:
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=True)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"bad value for '{key}': {value}; it must be a finite number")
+
+
+def _check_name(cfg: DictConfig) -> None:
+    name = str(cfg.name)
+    if not RUN_NAME.fullmatch(name) or len(name) > 200:
+        raise ConfigError(
+            f"bad value for 'name': {name!r}; a run name is one folder under out_dir: letters, "
+            "digits and _ . + = @ , - (not starting with '.' or '-', no '/')"
+        )
+
+
 def _check_choices(cfg: DictConfig) -> None:
     _normalize(cfg)
+    _check_name(cfg)
+    _check_finite(cfg)
     for key, choices in CHOICES.items():
         if ".*." in key:
             head, tail = key.split(".*.")
@@ -395,6 +434,8 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value < 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; use 0 or more")
+    if cfg.optim.momentum >= 1:
+        raise ConfigError(f"bad value for 'optim.momentum': {cfg.optim.momentum}; use 0 <= m < 1")
     limits = ("data.limit", "data.test_limit")
     for key in limits:
         value = OmegaConf.select(cfg, key)
@@ -507,15 +548,24 @@ def build_config(
     presets: list[str] | tuple[str, ...] = (),
     overrides: list[str] | tuple[str, ...] = (),
     base: DictConfig | None = None,
+    *,
+    check: bool = True,
 ) -> DictConfig:
-    """Defaults (or a saved run's config), then each preset in order, then overrides; validated."""
+    """Defaults (or a saved run's config), then each preset in order, then overrides; validated
+    unless `check=False` (a partial configuration, such as a sweep's shared part)."""
     cfg = schema() if base is None else base
     for name in presets:
         path = find_preset(name)
         cfg = _merge(cfg, _load_yaml(path), str(path))
     cfg = apply_overrides(cfg, list(overrides))
-    _check_choices(cfg)
+    if check:
+        _check_choices(cfg)
     return cfg
+
+
+def flat_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Every leaf of a configuration by its dotted key (list items by index: a.0.b)."""
+    return dict(_leaves(OmegaConf.to_container(cfg, resolve=True)))
 
 
 def load_config_file(path: str | Path) -> DictConfig:

@@ -7,8 +7,10 @@ rename); metrics.csv is appended to by Lightning's CSV logger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from equissl import signals
 from equissl.augment import channel_stats
 from equissl.config import to_yaml
 from equissl.data import DataSplits, load_data
@@ -29,7 +32,9 @@ from equissl.eval import (
     hue_sensitivity,
 )
 from equissl.eval.features import eval_mode
+from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.methods import Method
+from equissl.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
 from equissl.suite import (
@@ -244,10 +249,41 @@ def method_label(cfg: DictConfig) -> str:
     return label
 
 
+def _first_process() -> bool:
+    """Rank zero (the process that owns the run folder under DDP)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU asked for on a machine without one stops before anything is made."""
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={cfg.trainer.accelerator} but this machine has no CUDA GPU "
+            "that torch can use; pass trainer.accelerator=cpu (or auto)"
+        )
+
+
+def start_fresh(run_dir: Path) -> None:
+    """A run with no checkpoint starts with a clean log: drop metrics.csv and TensorBoard events
+    a run that died before its first checkpoint left behind."""
+    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
+
+
 def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any]:
     """Pretrain as configured, then evaluate; returns (and writes) the run's results."""
     _set_threads(cfg)
     run_dir = run_dir_of(cfg)
+    check_accelerator(cfg)
+    check_writable(run_dir, "run folder")
+    lock = run_folder_lock(run_dir) if _first_process() else contextlib.nullcontext()
+    with lock:
+        return _pretrain_locked(cfg, run_dir, list(callbacks))
+
+
+def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> dict:
     last = run_dir / "last.ckpt"
     if cfg.resume == "never" and last.exists():
         raise UserError(
@@ -261,19 +297,28 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
             f"optim.batch_size={cfg.optim.batch_size} is larger than the {images.shape[0]} "
             "training images; lower optim.batch_size or raise data.limit"
         )
+    steps_per_epoch = images.shape[0] // cfg.optim.batch_size
+    if step is not None and step > cfg.optim.epochs * steps_per_epoch:
+        raise UserError(
+            f"{last} is at step {step} (epoch {step / steps_per_epoch:g}), past "
+            f"optim.epochs={cfg.optim.epochs}; raise optim.epochs or pass another name=..."
+        )
     L.seed_everything(cfg.seed, verbose=False)
     mean, std = channel_stats(images)
     method = build_method(cfg, data, mean, std)
     module = PretrainModule(cfg, method, images, labels)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks))
+    if step is None and _first_process():
+        start_fresh(run_dir)
+    trainer = build_trainer(cfg, run_dir, callbacks=callbacks)
     ckpt_path = None if step is None else str(last)
     if trainer.is_global_zero:
         if step is not None:
             truncate_metrics(run_dir / "metrics.csv", step)
         write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     t0 = time.perf_counter()
-    trainer.fit(module, ckpt_path=ckpt_path)
+    with signals.deferred():
+        trainer.fit(module, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - t0
     if not trainer.is_global_zero:
         return {}
@@ -306,11 +351,18 @@ def load_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
         raise UserError(
             f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:200]}; is it truncated?"
         ) from None
+    bad = nonfinite_names(state)
+    if bad:
+        raise UserError(
+            f"checkpoint {path} holds non-finite weights ({describe_nonfinite(bad)}); "
+            "it cannot be evaluated: retrain with a lower optim.lr"
+        )
+    return state
 
 
 # Checkpoints of the first release (SimCLR's projector on the method, one `head` per term)
@@ -338,8 +390,10 @@ def evaluate_checkpoint(
     """Evaluate the backbone of a checkpoint on cfg.data; writes `out` (eval.json) beside it,
     and the evaluation's figures."""
     _set_threads(cfg)
-    data = load_data(cfg.data)
+    check_accelerator(cfg)
+    check_file_writable(Path(ckpt).parent / out, "evaluation results")
     state = load_state_dict(ckpt)
+    data = load_data(cfg.data)
     # The online classifier is not evaluated; skipping it lets a backbone be probed on other data.
     method_state = upgrade_state(
         {

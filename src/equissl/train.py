@@ -22,8 +22,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
+from equissl import signals
 from equissl.data import place_on_device
-from equissl.errors import ConfigError, NonFiniteLossError
+from equissl.errors import ConfigError, NonFiniteLossError, UserError
+from equissl.finite import describe_nonfinite, module_nonfinite
 from equissl.methods import Method
 from equissl.optim import build_optimizer, param_groups, warmup_cosine
 from equissl.reports.atomic import write_text_atomic
@@ -93,6 +95,7 @@ class PretrainModule(L.LightningModule):
         self.nonfinite = torch.zeros((), dtype=torch.bool)
         self._order: torch.Tensor | None = None  # batch rows of the epoch, on the images' device
         self._label_order: torch.Tensor | None = None  # the same, on the labels' device
+        self._order_epoch = -1  # the epoch `_order` was drawn for
         self._epoch_sums: dict[str, torch.Tensor] = {}  # epoch metrics, summed on the device
         self._epoch_steps = 0
 
@@ -120,13 +123,18 @@ class PretrainModule(L.LightningModule):
         uncompile_backbone(self.method.backbone)
 
     def on_train_epoch_start(self) -> None:
+        self._draw_order()
+        self._epoch_sums, self._epoch_steps = {}, 0
+
+    def _draw_order(self) -> None:
+        """This process's batch rows of the current epoch's permutation."""
         world, rank = self.trainer.world_size, self.trainer.global_rank
         b, steps = self.local_batch_size(), self.steps_per_epoch()
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch)
         perm = torch.randperm(self.images.shape[0], generator=g)[: steps * world * b]
         self._order = perm.view(steps, world, b)[:, rank].to(self.images.device)
         self._label_order = self._order.to(self.labels.device)
-        self._epoch_sums, self._epoch_steps = {}, 0
+        self._order_epoch = self.current_epoch
 
     def step_generator(self) -> torch.Generator:
         seed = hashed_seed(f"{self.cfg.seed}:{self.global_step}:{self.trainer.global_rank}")
@@ -134,6 +142,8 @@ class PretrainModule(L.LightningModule):
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self._order is None or self._order_epoch != self.current_epoch:
+            self._draw_order()  # resumed mid-epoch: the epoch start hook did not run
         images = self.images[self._order[batch_idx]].to(self.device, non_blocking=True)
         labels = self.labels[self._label_order[batch_idx]]
         loss, metrics = self.method.loss(images, labels, self.step_generator())
@@ -179,9 +189,25 @@ class PretrainModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         total = max(self.cfg.optim.epochs * self.steps_per_epoch(), 1)
         self.method.after_step(self.global_step / total)
+        # Here, after every update of the step (callbacks run before this hook), a held
+        # SIGTERM/SIGINT writes a mid-epoch checkpoint that resumes exactly, then stops.
+        signum = stop_requested(self.trainer)
+        if signum is not None:
+            signals.clear()
+            flush_step_metrics(self.trainer)  # Lightning would write them after this hook
+            path = write_checkpoint(self.trainer, Path(self.trainer.default_root_dir))
+            raise signals.Stop(signum, f"at step {self.global_step}; {path} holds it")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["equissl_config"] = OmegaConf.to_container(self.cfg, resolve=True)
+        # The running epoch means, so a run resumed mid-epoch logs the same epoch values.
+        checkpoint["equissl_epoch_sums"] = {k: v.cpu() for k, v in self._epoch_sums.items()}
+        checkpoint["equissl_epoch_steps"] = self._epoch_steps
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        sums = checkpoint.get("equissl_epoch_sums", {})
+        self._epoch_sums = {k: v.to(self.device) for k, v in sums.items()}
+        self._epoch_steps = int(checkpoint.get("equissl_epoch_steps", 0))
 
     def configure_optimizers(self):
         o = self.cfg.optim
@@ -198,10 +224,69 @@ class PretrainModule(L.LightningModule):
 
     def train_dataloader(self):
         # Batches are rows of the device-resident permutation; the loader only counts steps.
-        return torch.utils.data.DataLoader(range(self.steps_per_epoch()), batch_size=None)
+        # After a mid-epoch checkpoint, the first epoch continues at the step it stopped.
+        steps = self.steps_per_epoch()
+        return EpochSteps(steps, start=self.trainer.global_step % steps)
+
+
+class EpochSteps:
+    """The step positions of an epoch, `len` of them; the first pass starts at `start` (a run
+    resumed mid-epoch), every later pass at 0."""
+
+    def __init__(self, steps: int, start: int = 0) -> None:
+        self.steps, self.start = steps, start
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        return iter(range(start, self.steps))
+
+    # Resumable in Lightning's sense: the start comes from the restored global step, so the
+    # checkpoint needs no state of the loader's own.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def flush_step_metrics(trainer: L.Trainer) -> None:
+    """Write this step's logged values now, as Lightning does right after `on_train_batch_end`
+    (a run stopped in that hook would otherwise lose them)."""
+    connector = trainer._logger_connector
+    connector.on_batch_end()
+    connector.update_train_step_metrics()
+    for logger in trainer.loggers:
+        logger.save()
+
+
+def stop_requested(trainer: L.Trainer) -> int | None:
+    """The held signal, agreed by every process (any one that holds one stops all)."""
+    signum = signals.pending()
+    if trainer.world_size > 1:  # one collective per step, as Lightning's own SIGTERM check
+        any_held = trainer.strategy.reduce_boolean_decision(signum is not None, all=False)
+        if any_held and signum is None:
+            signum = int(signals.signal.SIGTERM)
+    return signum
 
 
 # -- callbacks ---------------------------------------------------------------------------------
+def nonfinite_error(trainer: L.Trainer, what: str) -> NonFiniteLossError:
+    """One line: what diverged, when, the fix, and what is left on disk."""
+    last = Path(trainer.default_root_dir) / "last.ckpt"
+    kept = (
+        "last.ckpt keeps the last good epoch"
+        if last.is_file()
+        else "no checkpoint was written (it diverged in the first epoch)"
+    )
+    return NonFiniteLossError(
+        f"{what} became NaN or infinite by step {trainer.global_step}; lower optim.lr or use "
+        f"trainer.precision=32; {kept}"
+    )
+
+
 class NonFiniteGuard(Callback):
     """Stops on a NaN/inf loss before the next checkpoint, so last.ckpt stays the last good one."""
 
@@ -209,12 +294,11 @@ class NonFiniteGuard(Callback):
         self.every = max(every_n_steps, 1)
 
     def _check(self, trainer: L.Trainer, module: PretrainModule) -> None:
-        # Every process decides together, so none is left waiting in a collective.
-        if trainer.strategy.reduce_boolean_decision(bool(module.nonfinite), all=False):
-            raise NonFiniteLossError(
-                f"the loss became NaN or infinite by step {trainer.global_step}; "
-                "lower optim.lr or use trainer.precision=32; last.ckpt keeps the last good epoch"
-            )
+        # The loss, then the weights and buffers (BatchNorm statistics can overflow while the
+        # loss stays finite). Every process decides together, so none waits in a collective.
+        bad = bool(module.nonfinite) or bool(module_nonfinite(module.method))
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise nonfinite_error(trainer, "the loss or the weights")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every == 0:
@@ -224,18 +308,45 @@ class NonFiniteGuard(Callback):
         self._check(trainer, module)
 
 
+def write_checkpoint(trainer: L.Trainer, run_dir: Path) -> Path:
+    """Write `run_dir/last.ckpt` whole, or not at all: the model is checked for non-finite
+    weights, then the checkpoint goes to a temporary file in the run folder (never the system
+    temp folder, where a kill would leak it), is flushed to disk and renamed over the old one.
+    A failed write (a full disk) removes the temporary file and keeps the previous checkpoint."""
+    path = run_dir / "last.ckpt"
+    bad = module_nonfinite(trainer.lightning_module)
+    if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+        raise nonfinite_error(trainer, f"the weights ({describe_nonfinite(bad)})")
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+    if trainer.is_global_zero:
+        tmp = path.with_name(f".last.ckpt.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"cannot write {path}: {exc.strerror or exc}; free space or pass out_dir=...; "
+                "the previous last.ckpt is kept"
+            ) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    trainer.strategy.barrier()
+    return path
+
+
 class LastCheckpoint(Callback):
-    """Writes `last.ckpt` at every epoch end atomically: a temporary file, then a rename."""
+    """Writes `last.ckpt` at every epoch end (see write_checkpoint)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "last.ckpt"
+        self.run_dir = run_dir
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        tmp = self.path.with_name(".last.ckpt.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-        trainer.strategy.barrier()
+        write_checkpoint(trainer, self.run_dir)
 
 
 # -- logging -----------------------------------------------------------------------------------
@@ -290,7 +401,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] =
     """A Trainer for a pretraining run writing into run_dir (metrics.csv, tb/, last.ckpt)."""
     t = cfg.trainer
     loggers = [
-        RunCSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version=""),
+        # Rows reach metrics.csv as they are logged, so a killed run keeps every row up to its
+        # checkpoint (resume drops the later ones and logs them again).
+        RunCSVLogger(
+            save_dir=str(run_dir.parent),
+            name=run_dir.name,
+            version="",
+            flush_logs_every_n_steps=1,
+        ),
         TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False),
     ]
     extra = (

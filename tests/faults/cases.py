@@ -210,6 +210,18 @@ def _checkpoint_kept(ctx: Context) -> None:
     assert not list(run.glob(".*tmp")), list(run.glob(".*tmp"))
 
 
+def _no_success_with_nonfinite_weights(ctx: Context) -> None:
+    import torch
+
+    from equissl.finite import nonfinite_names
+
+    run = ctx.tmp / "runs" / "run"
+    assert not (run / "results.json").exists()
+    if (run / "last.ckpt").exists():
+        state = torch.load(run / "last.ckpt", weights_only=False)["state_dict"]
+        assert not nonfinite_names(state)
+
+
 def _sweep_file(ctx: Context, runs: str, overrides: str = "[]") -> Path:
     path = ctx.tmp / "my-sweep.yaml"
     path.write_text(
@@ -321,6 +333,9 @@ CASES: list[Case] = [
     Case("data", "empty image folder", lambda c: tiny(c.tmp, "data.name=imagefolder", f"data.path={(c.tmp / 'empty').mkdir() or c.tmp / 'empty'}"), "empty"),
     Case("data", "corrupt image in a folder", lambda c: tiny(c.tmp, "data.name=imagefolder", f"data.path={_image_folder(c, corrupt=True)}", "optim.batch_size=4", "data.size=0", "data.limit=null", "data.test_limit=null"), "9.png"),
     Case("data", "batch larger than the data", lambda c: tiny(c.tmp, "optim.batch_size=5000"), "larger than the 160 training images"),
+    # training that diverges: stopped, never reported as a success, no non-finite checkpoint
+    Case("training", "lr=1e6 for 1 epoch", lambda c: tiny(c.tmp, "optim.lr=1e6", "optim.warmup_epochs=0", "optim.epochs=1"), "became NaN or infinite", check=_no_success_with_nonfinite_weights),
+    Case("training", "lr=1e6 for 3 epochs", lambda c: tiny(c.tmp, "optim.lr=1e6", "optim.warmup_epochs=0", "optim.epochs=3"), "became NaN or infinite", check=_no_success_with_nonfinite_weights),
     # checkpoints: refused with one line, never half-read
     Case("checkpoints", "eval of a missing checkpoint", lambda c: _eval(c, c.tmp / "none.ckpt"), "checkpoint not found"),
     Case("checkpoints", "eval of a truncated checkpoint", lambda c: _eval(c, _truncated(c) / "last.ckpt"), "is it truncated?"),

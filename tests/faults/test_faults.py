@@ -52,6 +52,6 @@ def test_fault(case, tmp_path, trained, monkeypatch, capsys):
 
 def test_the_suite_covers_every_family_with_forty_cases():
     families = {c.family for c in CASES}
-    assert families >= {"config", "data", "checkpoints", "outputs", "run folders", "sweeps"}
+    assert families >= {"config", "data", "training", "checkpoints", "outputs", "run folders", "sweeps"}
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)

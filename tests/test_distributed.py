@@ -1,14 +1,25 @@
 """DDP with 2 CPU processes (gloo) equals one process on the concatenated batch: NT-Xent,
 Barlow Twins and VICReg gather embeddings with gradient."""
 
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.distributed as dist
+
+# Imported before init_process_group (here, as each rank unpickles its function): this module
+# binds `group.WORLD` as default arguments, so imported later (DDP's constructor does, through
+# torch._dynamo) it would keep the group, and its gloo threads, alive past destroy_process_group.
+import torch.distributed.nn  # noqa: F401
 import torch.multiprocessing as mp
 from torch import nn
 
 from equissl.objectives import barlow_twins_loss, nt_xent, vicreg_loss
 
 N, D_IN, D = 6, 10, 5
+WORLD = 2
 
 
 def _model() -> nn.Module:
@@ -21,9 +32,41 @@ def _data():
     return torch.randn(2 * N, D_IN, generator=g), torch.randn(2 * N, D_IN, generator=g)
 
 
-def _worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+def _rank_main(rank: int, body: Callable[[int, int], Any], init: str, out: str) -> None:
+    """One rank: join the gloo group, run `body(rank, world)`; rank 0 saves what it returns.
+
+    A gradient all-reduce that DDP starts in backward holds a Python object (the autograd
+    context) and is freed on a gloo worker thread; a worker still doing so when the interpreter
+    finalises dies taking the GIL and aborts the rank ("terminate called without an active
+    exception"). So the workers are joined first: every collective and rank 0's write finish
+    before a barrier, then destroy_process_group drops the group's last owner (the DDP model
+    went with `body`) and the group's destructor joins its threads with the GIL released. The
+    check after it keeps that true.
+    """
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
+    group = weakref.ref(dist.group.WORLD)
+    try:
+        result = body(rank, WORLD)
+        if rank == 0:
+            torch.save(result, out)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    if group() is not None:
+        raise RuntimeError("process group still referenced after destroy_process_group")
+
+
+def _on_each_rank(body: Callable[[int, int], Any], tmp_path: Path) -> Any:
+    """Run `body` on WORLD spawned gloo ranks; return what rank 0's `body` returned."""
+    out = str(tmp_path / "ddp.pt")
+    init = f"file://{tmp_path / 'rendezvous'}"
+    # spawn, not fork: a child forked while the parent's OpenMP threads hold a lock can hang.
+    mp.spawn(_rank_main, args=(body, init, out), nprocs=WORLD, join=True)
+    return torch.load(out)
+
+
+def _nt_xent_rank(rank: int, world: int) -> dict:
     model = nn.parallel.DistributedDataParallel(_model())
     x1, x2 = _data()
     rows = slice(rank * N, (rank + 1) * N)
@@ -31,17 +74,11 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
     loss.backward()
     total = loss.detach().clone()
     dist.all_reduce(total)
-    grads = [p.grad for p in model.module.parameters()]
-    if rank == 0:
-        torch.save({"loss": total / world, "grads": grads}, out)
-    dist.destroy_process_group()
+    return {"loss": total / world, "grads": [p.grad for p in model.module.parameters()]}
 
 
 def test_ddp_gloo_matches_single_process(tmp_path):
-    out = str(tmp_path / "ddp.pt")
-    init = f"file://{tmp_path / 'rendezvous'}"
-    mp.spawn(_worker, args=(2, init, out), nprocs=2, join=True)
-    ddp = torch.load(out)
+    ddp = _on_each_rank(_nt_xent_rank, tmp_path)
 
     model = _model()
     x1, x2 = _data()
@@ -69,9 +106,7 @@ def _losses(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, t
     return {"barlow": barlow_twins_loss(z1, z2, lambd=0.1), "vicreg": vicreg_loss(z1, z2)[0]}
 
 
-def _invariance_worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    torch.set_num_threads(1)
+def _invariance_rank(rank: int, world: int) -> dict:
     model = nn.parallel.DistributedDataParallel(_model())
     x1, x2 = _data()
     rows = slice(rank * N, (rank + 1) * N)
@@ -81,17 +116,11 @@ def _invariance_worker(rank: int, world: int, init: str, out: str) -> None:
         loss = _losses(model, x1[rows], x2[rows])[name]
         loss.backward()
         result[name] = (loss.detach(), [p.grad.clone() for p in model.module.parameters()])
-    if rank == 0:
-        torch.save(result, out)
-    dist.destroy_process_group()
+    return result
 
 
 def test_barlow_twins_and_vicreg_under_ddp_match_single_process_on_global_batch(tmp_path):
-    out = str(tmp_path / "ddp.pt")
-    init = f"file://{tmp_path / 'rendezvous'}"
-    # spawn, not fork: a child forked while the parent's OpenMP threads hold a lock can hang.
-    mp.spawn(_invariance_worker, args=(2, init, out), nprocs=2, join=True)
-    ddp = torch.load(out)
+    ddp = _on_each_rank(_invariance_rank, tmp_path)
 
     x1, x2 = _data()
     for name in ("barlow", "vicreg"):

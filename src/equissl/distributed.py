@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+# Imported before any process group exists: this module binds `group.WORLD` as default
+# arguments, so imported later (DDP's constructor does, through torch._dynamo) it would keep the
+# group, and its gloo worker threads, alive past destroy_process_group; a worker still freeing
+# an all-reduce at interpreter exit then aborts the process (tests/test_distributed.py).
+import torch.distributed.nn  # noqa: F401
+
 
 def world() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torch.distributed."""

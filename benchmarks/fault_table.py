@@ -1,7 +1,8 @@
 """The reliability table: every fault-injection case of tests/faults/cases.py, and the signal
-scenarios, run against the real CLI in subprocesses; writes docs/results/reliability-cases.md.
+scenarios, run against the real CLI in subprocesses; writes the table, its counts and how it was
+made between the `<!-- cases -->` and `<!-- /cases -->` marks of docs/results/reliability.md.
 
-    .venv/bin/python benchmarks/fault_table.py [--out docs/results/reliability-cases.md]
+    .venv/bin/python benchmarks/fault_table.py [--out docs/results/reliability.md]
 
 Each row: family, case, exit status, the line printed on stderr, and whether the contract held
 (the expected status, one line, no temporary file left, nothing that existed before changed or
@@ -137,9 +138,47 @@ def markdown(rows: list[dict]) -> str:
     return head + body
 
 
+START, END = "<!-- cases -->", "<!-- /cases -->"
+
+
+def provenance() -> str:
+    """The command, machine, date and commit of this table."""
+    import os
+    import platform
+    from datetime import date
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return (
+        "Command: `.venv/bin/python benchmarks/fault_table.py`. "
+        f"Machine: {os.cpu_count()} CPU cores, no GPU, {platform.system()} "
+        f"{platform.machine()}, Python {platform.python_version()}. Date: {date.today()}. "
+        f"Commit: `{commit or 'unknown'}`{' with uncommitted changes' if dirty else ''}."
+    )
+
+
+def write_into(path: Path, section: str) -> None:
+    """Replace the text between START and END in `path` (append the marks if absent)."""
+    text = path.read_text() if path.is_file() else ""
+    block = f"{START}\n{section}{END}"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text + ("\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "reliability-cases.md"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "reliability.md"))
     args = parser.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
@@ -154,12 +193,18 @@ def main() -> int:
         signals_dir = scratch / "signals"
         signals_dir.mkdir()
         rows += signal_rows(signals_dir)
+        for row in rows:  # the scratch folder's random name says nothing
+            row["line"] = row["line"].replace(str(scratch), "$TMP")
     held = sum(r["ok"] for r in rows)
+    statuses = {s: sum(r["status"] == s for r in rows) for s in sorted({r["status"] for r in rows})}
     summary = (
-        f"{held} of {len(rows)} cases held; tracebacks: "
-        f"{sum('Traceback' in r['line'] for r in rows)}; {time.perf_counter() - t0:.0f} s"
+        f"**{held} of {len(rows)} cases held** (expected status, one line, no temporary file "
+        "left, nothing changed or lost, the case's own check). Exit statuses: "
+        + ", ".join(f"{s}: {n}" for s, n in statuses.items())
+        + f". Tracebacks: {sum('Traceback' in r['line'] for r in rows)}. "
+        f"{time.perf_counter() - t0:.0f} s wall."
     )
-    Path(args.out).write_text(markdown(rows) + f"\n{summary}\n")
+    write_into(Path(args.out), f"{provenance()}\n\n{summary}\n\n{markdown(rows)}")
     print(summary)
     return 0 if held == len(rows) else 1
 

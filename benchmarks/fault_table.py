@@ -61,7 +61,8 @@ def run_case(case: Case, tmp: Path, trained: Path) -> dict:
     problems = []
     if done.returncode != case.status:
         problems.append(f"status {done.returncode}, not {case.status}")
-    if case.status and (len(lines) != 1 or case.expect not in lines[0]):
+    expect = case.expect.replace("$TMP", str(tmp))
+    if case.status and (len(lines) != 1 or expect not in lines[0]):
         problems.append(f"{len(lines)} lines" if len(lines) != 1 else "unexpected line")
     if not case.status and lines:
         problems.append("printed on stderr")

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
         print(
-            f"equissl: unknown command '{command}'; choose one of {', '.join(COMMANDS)}",
+            f"equissl: error: unknown command '{command}'; choose one of {', '.join(COMMANDS)}",
             file=sys.stderr,
         )
         return 2

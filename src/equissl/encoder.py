@@ -32,6 +32,7 @@ from equissl.errors import DataError, UserError
 from equissl.eval.features import eval_mode
 from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.models import build_backbone
+from equissl.reports.atomic import temp_beside
 
 FORMAT = "equissl-backbone"
 FORMAT_VERSION = 1
@@ -457,21 +458,6 @@ def _config_of(saved: dict[str, Any], ckpt: Path):
         ) from None
 
 
-def _temp_beside(path: Path, data: bytes) -> Path:
-    """`data` written and flushed to disk in a new temporary file beside `path`; the file is
-    removed again if writing fails."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def _backup_link(path: Path) -> Path | None:
     """A second name (hard link) for the existing file `path`, to put it back; None if there is
     no file or the file system cannot link."""
@@ -498,8 +484,8 @@ def write_export(weights: Path, weights_bytes: bytes, description: Path, text: b
     weights.parent.mkdir(parents=True, exist_ok=True)
     temps: list[Path] = []
     try:
-        temps.append(_temp_beside(weights, weights_bytes))
-        temps.append(_temp_beside(description, text))
+        temps.append(temp_beside(weights, weights_bytes))
+        temps.append(temp_beside(description, text))
         backup = _backup_link(weights)
         if backup is not None:
             temps.append(backup)
@@ -566,5 +552,6 @@ def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
     try:
         write_export(out, weights_bytes, description, text)
     except OSError as exc:
-        raise ExportError(f"cannot write {out} and {description.name}: {_one_line(exc)}") from None
+        why = exc.strerror or _one_line(exc)
+        raise ExportError(f"cannot write {out} and {description.name}: {why}") from None
     return out, description

@@ -87,18 +87,24 @@ class Context:
 
 
 # -- faults: (module, name, replacement) set before the CLI runs ---------------------------------
-def _open_disk_full(file, mode="r", *args, **kwargs):
-    """`open` on a full disk: a file opened for writing is made, then writing it fails."""
-    if any(m in mode for m in "wxa"):
-        builtins.open(file, mode, *args, **kwargs).close()
-        raise OSError(errno.ENOSPC, "No space left on device", str(file))
-    return builtins.open(file, mode, *args, **kwargs)
+def disk_full_for(fragment: str) -> Callable:
+    """`open` on a disk that is full for files whose path holds `fragment`: such a file opened
+    for writing is made, then writing it fails (a temporary file left behind would show)."""
+
+    def open_(file, mode="r", *args, **kwargs):
+        if fragment in str(file) and any(m in mode for m in "wxa"):
+            builtins.open(file, mode, *args, **kwargs).close()
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    return open_
 
 
 FAULTS: dict[str, tuple[str, str, Callable]] = {
-    "checkpoint-disk-full": ("equissl.train", "open", _open_disk_full),  # last.ckpt
-    "results-disk-full": ("equissl.reports.atomic", "open", _open_disk_full),  # JSON, tables
-    "export-disk-full": ("equissl.encoder", "open", _open_disk_full),  # .safetensors and .json
+    "checkpoint-disk-full": ("equissl.train", "open", disk_full_for("last.ckpt")),
+    "results-disk-full": ("equissl.reports.atomic", "open", disk_full_for("results.json")),
+    "metrics-disk-full": ("equissl.reports.atomic", "open", disk_full_for("metrics.csv")),
+    "export-disk-full": ("equissl.reports.atomic", "open", disk_full_for("enc.json")),
 }
 
 
@@ -354,7 +360,8 @@ CASES: list[Case] = [
     Case("outputs", "bench results into /proc", lambda c: ["bench", "simclr", *TINY, "out=/proc/x/bench.json"], "cannot write the benchmark results"),
     Case("outputs", "export into a file's folder", lambda c: ["export", f"ckpt={copy_run(c) / 'last.ckpt'}", f"out={_write(c, 'afile', b'x')}/e.safetensors"], "is not a folder"),
     Case("outputs", "disk full writing last.ckpt", _resume_more_epochs, "cannot write", fault="checkpoint-disk-full", check=_checkpoint_kept, keeps_files=False),
-    Case("outputs", "disk full writing results.json", _resume_more_epochs, "No space left on device", fault="results-disk-full", check=_results_kept, keeps_files=False),
+    Case("outputs", "disk full writing results.json", _resume_more_epochs, "No space left on device: $TMP/runs/base/results.json", fault="results-disk-full", check=_results_kept, keeps_files=False),
+    Case("outputs", "disk full when a resume rewrites metrics.csv", _resume_more_epochs, "No space left on device: $TMP/runs/base/metrics.csv", fault="metrics-disk-full"),
     Case("outputs", "disk full writing an export", _previous_export, "cannot write", fault="export-disk-full"),
     # run folders
     Case("run folders", "folder held by another process", _lock_run, "is in use by process 4242"),

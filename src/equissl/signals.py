@@ -14,7 +14,7 @@ import signal
 from collections.abc import Iterator
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
-_state: dict[str, object] = {"defer": False, "pending": None}
+_state: dict[str, object] = {"defer": False, "pending": None, "installed": False}
 
 
 class Stop(BaseException):
@@ -49,9 +49,11 @@ def installed() -> Iterator[None]:
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
     for signum in HANDLED:
         signal.signal(signum, _handler)
+    _state["installed"] = True
     try:
         yield
     finally:
+        _state["installed"] = False
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -68,6 +70,17 @@ def deferred() -> Iterator[None]:
         _state["pending"] = None
         if isinstance(signum, int):
             raise Stop(signum)  # arrived after the last step boundary: stop now
+
+
+def reclaim() -> None:
+    """Take SIGTERM and SIGINT back where `installed()` is in force: Lightning installs its own
+    SIGTERM handler when fitting starts, which would stop the run between two steps without a
+    checkpoint. Outside `installed()` (equissl used from Python) the caller's handlers stay."""
+    if not _state.get("installed"):
+        return
+    for signum in HANDLED:
+        if signal.getsignal(signum) is not _handler:
+            signal.signal(signum, _handler)
 
 
 def pending() -> int | None:

@@ -119,6 +119,9 @@ class PretrainModule(L.LightningModule):
         self.nonfinite = self.nonfinite.to(device)
         prepare_method(self.method, self.cfg, device)
 
+    def on_train_start(self) -> None:
+        signals.reclaim()  # after Lightning has put in its SIGTERM handler
+
     def on_fit_end(self) -> None:
         uncompile_backbone(self.method.backbone)
 

@@ -417,7 +417,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
         time.sleep(0.05)
 
 
-LONG = ["data.limit=640", "optim.epochs=4"]  # 20 steps per epoch: signals land mid-epoch
+LONG = ["data.limit=640", "optim.epochs=6"]  # 20 steps an epoch: a signal lands mid-run
 
 
 def signal_run(tmp: Path, signum: int, name: str) -> tuple[int, str, Path]:

@@ -80,3 +80,25 @@ def test_a_second_process_cannot_share_a_run_folder(tmp_path):
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
     assert first.returncode == 143  # the first run was not disturbed by the second
+
+
+def test_equissl_holds_the_signals_while_it_trains(tmp_path):
+    """Lightning puts in a SIGTERM handler of its own when fitting starts; left there, it would
+    stop the run between two steps without a checkpoint."""
+    from lightning.pytorch.callbacks import Callback
+
+    from equissl import signals
+    from equissl.config import build_config
+    from equissl.runner import pretrain
+
+    seen = []
+
+    class Look(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append((signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)))
+
+    before = signal.getsignal(signal.SIGTERM)
+    with signals.installed():
+        pretrain(build_config(["simclr"], tiny(tmp_path)[2:]), callbacks=[Look()])
+    assert seen and all(h == (signals._handler, signals._handler) for h in seen)
+    assert signal.getsignal(signal.SIGTERM) is before  # given back afterwards

@@ -64,6 +64,8 @@ class EquivarianceConfig:
     scale_max: float = 1.0
     expand: bool = True  # every element per image (E-SSL's 4 rotations); false: one sampled
     head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
+    head_second_relu: bool = True  # E-SSL's head: Linear-LN-ReLU-Linear-LN-ReLU-Linear with
+    #   SimCLR; its SimSiam head has no second ReLU (false)
     chunks: int = 16  # care: blocks of the batch that share one pair (t1, t2)
     uniformity: float = 0.0  # care: weight of a uniformity term on its embeddings (non-collapse
     #                          when there is no invariance loss: CARE's "equivariance only")
@@ -73,6 +75,11 @@ class EquivarianceConfig:
 class MethodConfig:
     invariance: str = "simclr"  # simclr | simsiam | byol | barlow_twins | vicreg | none
     temperature: float = 0.5  # SimCLR
+    negatives: str = "both_views"  # SimCLR: both_views (the SimCLR paper's NT-Xent, 2N-2
+    #   negatives) | other_view (E-SSL's official InfoNCE: each anchor against the other view's
+    #   N embeddings, symmetrised)
+    view_passes: str = "joint"  # joint: both invariance views in one backbone pass (shared
+    #   BatchNorm statistics) | separate: one pass per view, as E-SSL's official code
     proj_hidden: int = 0  # 0: the method's recipe, scaled with the backbone width
     proj_dim: int = 0  # 0: the method's recipe, scaled with the backbone width
     pred_hidden: int = 0  # SimSiam/BYOL predictor; 0: the method's recipe
@@ -206,6 +213,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "augment.invariance": ("simclr", "cropflip", "none"),
     "method.invariance": ("simclr", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
     "method.classifier": ("detached", "joint", "eliminate"),
+    "method.negatives": ("both_views", "other_view"),
+    "method.view_passes": ("joint", "separate"),
     "method.equivariance.*.role": ("equivariance", "invariance", "off"),
     "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
     "method.equivariance.*.heads": ("joint", "separate"),

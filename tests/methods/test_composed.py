@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from equissl.config import build_config
 from equissl.methods import Method
-from equissl.objectives import nt_xent
+from equissl.objectives import info_nce, nt_xent
 
 
 def _method(preset: str) -> Method:
@@ -22,7 +22,10 @@ def _batch(n: int = 6):
     return images, torch.randint(0, 10, (n,), generator=g)
 
 
-def test_esimclr_loss_is_ntxent_plus_weighted_rotation_ce_plus_online_ce():
+def test_esimclr_loss_is_the_official_forward_step_plus_online_ce():
+    """E-SSL's `forward_step` (rdangovs/essl cifar10/main.py, read at 3522cd0): b1 = backbone(x1),
+    b2 = backbone(x2) (two passes), loss = info_nce_loss(z1, z2)/2 + info_nce_loss(z2, z1)/2
+    + lmbd x CE(predictor2(backbone(rotated)), rotation labels); plus equissl's online CE."""
     method = _method("esimclr")
     images, labels = _batch()
     n = images.shape[0]
@@ -36,9 +39,14 @@ def test_esimclr_loss_is_ntxent_plus_weighted_rotation_ce_plus_online_ce():
     def norm(x):
         return (x - method.mean.view(1, 3, 1, 1)) / method.std.view(1, 3, 1, 1)
 
-    h = method.backbone(norm(views["invariance"]))
+    x = norm(views["invariance"])
+    h = torch.cat([method.backbone(x[:n]), method.backbone(x[n:])])
     z = method.invariance.projector(h)
-    ssl = nt_xent(z[:n], z[n:], 0.2)
+    ssl = info_nce(z[:n], z[n:], 0.2)
+    # mutation checks: equissl's previous objective and single joint pass give other values
+    assert float(nt_xent(z[:n], z[n:], 0.2)) != pytest.approx(float(ssl), rel=1e-3)
+    joint = method.invariance.projector(method.backbone(x))
+    assert float(info_nce(joint[:n], joint[n:], 0.2)) != pytest.approx(float(ssl), rel=1e-4)
     rot = F.cross_entropy(
         method.terms[0].heads[0](method.backbone(norm(views["0"]))), views["0/targets"]
     )

@@ -17,7 +17,7 @@ from torch import nn
 
 from equissl.augment import normalize, resize_float, to_float
 from equissl.eval.features import eval_mode
-from equissl.methods.invariance import BYOL, build_invariance
+from equissl.methods.invariance import BYOL, build_invariance, per_view
 from equissl.methods.terms import EquivarianceTerm, make_augment, parameter_difference
 from equissl.models import build_backbone
 from equissl.objectives.care import full_precision
@@ -69,6 +69,7 @@ class Method(nn.Module):
         d = self.backbone.num_features
         self.view_size = cfg.augment.size or image_size
         self.invariance = build_invariance(m, d, self.backbone)
+        self.separate_views = m.view_passes == "separate"
         if self.invariance is not None:
             a = cfg.augment
             self.view_augment = make_augment(
@@ -176,7 +177,7 @@ class Method(nn.Module):
         probe = h_inv = o_inv = None
         if self.invariance is not None:
             x = self.normalize(views["invariance"])
-            o_inv = self.backbone.orientation_features(x)  # one pass for reusing terms too
+            o_inv = self.invariance_orientations(x)  # reusing terms read it too
             h_inv = o_inv.mean(-1)
             ssl, parts = self.invariance(h_inv, x)
             total = total + ssl
@@ -208,6 +209,11 @@ class Method(nn.Module):
             metrics["class_loss"] = class_loss.detach()
         metrics["loss"] = total.detach()
         return total + online_loss, metrics
+
+    def invariance_orientations(self, x: torch.Tensor) -> torch.Tensor:
+        """Orientation features of the 2N normalised invariance views: one backbone pass, or
+        one per view with `method.view_passes=separate`."""
+        return per_view(self.backbone.orientation_features, x, self.separate_views)
 
     def _pool_orientations(self, h: torch.Tensor) -> torch.Tensor:
         return h.view(h.shape[0], -1, self.backbone.group_order).mean(-1)

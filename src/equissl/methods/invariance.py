@@ -15,7 +15,14 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from equissl.models import mlp, projector
-from equissl.objectives import barlow_twins_loss, byol_loss, nt_xent, simsiam_loss, vicreg_loss
+from equissl.objectives import (
+    barlow_twins_loss,
+    byol_loss,
+    info_nce,
+    nt_xent,
+    simsiam_loss,
+    vicreg_loss,
+)
 
 Metrics = dict[str, Tensor]
 
@@ -25,16 +32,28 @@ def _halves(x: Tensor) -> tuple[Tensor, Tensor]:
     return x[:n], x[n:]
 
 
+def per_view(fn, x: Tensor, separate: bool) -> Tensor:
+    """`fn` of the 2N stacked views: in one call, or one call per view (`separate`: each view
+    gets its own BatchNorm batch statistics, as in E-SSL's official code)."""
+    if not separate:
+        return fn(x)
+    x1, x2 = _halves(x)
+    return torch.cat([fn(x1), fn(x2)])
+
+
 class SimCLR(nn.Module):
-    """NT-Xent on E-SSL's projector (d-4d-4d, 2048-2048 at full width); temperature 0.5."""
+    """Contrastive loss on E-SSL's projector (d-4d-4d, 2048-2048 at full width), temperature
+    0.5: the SimCLR paper's NT-Xent (`negatives=both_views`) or E-SSL's official cross-view
+    InfoNCE (`other_view`)."""
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
         self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d)
         self.temperature = float(m.temperature)
+        self.contrast = info_nce if m.negatives == "other_view" else nt_xent
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
-        loss = nt_xent(*_halves(self.projector(h)), self.temperature)
+        loss = self.contrast(*_halves(self.projector(h)), self.temperature)
         return loss, {"ssl_loss": loss.detach()}
 
 
@@ -69,6 +88,7 @@ class BYOL(nn.Module):
         for p in self.target_parameters():
             p.requires_grad_(False)
         self.base_momentum = float(m.ema)
+        self.separate = m.view_passes == "separate"
 
     def target_parameters(self):
         yield from self.target_backbone.parameters()
@@ -77,7 +97,8 @@ class BYOL(nn.Module):
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
         p1, p2 = _halves(self.predictor(self.projector(h)))
         with torch.no_grad():
-            t1, t2 = _halves(self.target_projector(self.target_backbone(x)))
+            h_target = per_view(self.target_backbone, x, self.separate)
+            t1, t2 = _halves(self.target_projector(h_target))
         loss = byol_loss(p1, p2, t1, t2)
         return loss, {"ssl_loss": loss.detach()}
 

@@ -16,15 +16,19 @@ def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     )
 
 
-def transformation_head(in_dim: int, hidden: int, num_labels: int) -> nn.Sequential:
-    """E-SSL's predictor: in-hidden-hidden-labels with LayerNorm and ReLU (512-2048-2048-4 at full width)."""
+def transformation_head(
+    in_dim: int, hidden: int, num_labels: int, second_relu: bool = True
+) -> nn.Sequential:
+    """E-SSL's predictor: in-hidden-hidden-labels with LayerNorm and ReLU (512-2048-2048-4 at
+    full width). `second_relu=False` is its E-SimSiam head, Linear-LN-ReLU-Linear-LN-Linear."""
+    second = [nn.ReLU(inplace=True)] if second_relu else []
     return nn.Sequential(
         nn.Linear(in_dim, hidden),
         nn.LayerNorm(hidden),
         nn.ReLU(inplace=True),
         nn.Linear(hidden, hidden),
         nn.LayerNorm(hidden),
-        nn.ReLU(inplace=True),
+        *second,
         nn.Linear(hidden, num_labels),
     )
 

@@ -3,6 +3,7 @@
 from equissl.objectives.barlow_twins import barlow_twins_loss
 from equissl.objectives.care import care_loss, uniformity_loss
 from equissl.objectives.cosine import byol_loss, negative_cosine, simsiam_loss
+from equissl.objectives.info_nce import info_nce
 from equissl.objectives.ntxent import nt_xent
 from equissl.objectives.predict import prediction_loss
 from equissl.objectives.vicreg import vicreg_loss
@@ -11,6 +12,7 @@ __all__ = [
     "barlow_twins_loss",
     "byol_loss",
     "care_loss",
+    "info_nce",
     "negative_cosine",
     "nt_xent",
     "prediction_loss",

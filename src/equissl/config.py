@@ -69,6 +69,9 @@ class EquivarianceConfig:
     chunks: int = 16  # care: blocks of the batch that share one pair (t1, t2)
     uniformity: float = 0.0  # care: weight of a uniformity term on its embeddings (non-collapse
     #                          when there is no invariance loss: CARE's "equivariance only")
+    uniformity_form: str = "infonce"  # infonce: CARE's official `uniformity` subtype, mean log
+    #   sum exp(z_i . z_k / t) over the 2N-2 negatives | wang_isola: log mean exp(-2|z_i - z_j|^2)
+    uniformity_temperature: float = 0.5  # t of the infonce form (CARE's --temperature)
 
 
 @dataclass
@@ -218,6 +221,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "method.equivariance.*.role": ("equivariance", "invariance", "off"),
     "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
     "method.equivariance.*.heads": ("joint", "separate"),
+    "method.equivariance.*.uniformity_form": ("infonce", "wang_isola"),
     "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
     "backbone.name": ("resnet18", "resnet34", "resnet50", "eqresnet18", "eqresnet34"),
     "backbone.group": ("c4", "d4"),

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from equissl.chunks import chunk_ids, chunk_sizes
-from equissl.objectives import care_loss, uniformity_loss
+from equissl.objectives import care_loss, infonce_uniformity, uniformity_loss
 
 
 def _orthogonal(d: int, seed: int) -> torch.Tensor:
@@ -110,3 +110,39 @@ def test_exact_under_bf16_autocast():
         loss = care_loss(z, rotated, chunks=4)
     assert loss.dtype == torch.float32
     assert float(loss) < 1e-10
+
+
+def official_uniformity(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
+    """Sharut/CARE (read at 28718be) cifar10_cifar100_stl10/utils.py `infoNCE`, third output,
+    the `--loss-subtype uniformity` loss of main.py: out = [out_1; out_2]; for each of the 2N
+    rows, Ng = sum of exp(out_i . out_k / t) over k not in {i, i +- N} (get_negative_mask);
+    the loss is mean(log Ng). Written with loops in float64; the official embeddings are
+    L2-normalised by the model, here before the loops."""
+    out = torch.cat([z1, z2]).double()
+    out = out / out.norm(dim=1, keepdim=True)
+    n2, n = out.shape[0], out.shape[0] // 2
+    total = 0.0
+    for i in range(n2):
+        ng = sum(
+            math.exp(float(out[i] @ out[k]) / t) for k in range(n2) if k != i and k != (i + n) % n2
+        )
+        total += math.log(ng)
+    return total / n2
+
+
+@pytest.mark.parametrize("n,d,t", [(2, 3, 0.5), (6, 8, 0.5), (9, 4, 0.2)])
+def test_infonce_uniformity_matches_cares_official_subtype(n, d, t):
+    g = torch.Generator().manual_seed(n + d)
+    z1, z2 = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    want = official_uniformity(z1, z2, t)
+    assert float(infonce_uniformity(z1, z2, t)) == pytest.approx(want, rel=1e-5)
+    # mutation check: Wang & Isola's form (equissl's previous care-only term) is another number
+    previous = float((uniformity_loss(z1) + uniformity_loss(z2)) / 2)
+    assert previous != pytest.approx(want, rel=1e-2)
+
+
+def test_care_only_uses_the_official_uniformity():
+    from equissl.config import build_config
+
+    term = build_config(["care-only"]).method.equivariance[0]
+    assert (term.uniformity_form, term.uniformity_temperature) == ("infonce", 0.5)

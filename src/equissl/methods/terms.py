@@ -19,7 +19,12 @@ from equissl.augment import build_augment
 from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
 from equissl.models import projector, transformation_head
-from equissl.objectives import care_loss, prediction_loss, uniformity_loss
+from equissl.objectives import (
+    care_loss,
+    infonce_uniformity,
+    prediction_loss,
+    uniformity_loss,
+)
 from equissl.transforms import get_transformation
 
 Metrics = dict[str, Tensor]
@@ -96,6 +101,8 @@ class EquivarianceTerm(nn.Module):
         if cfg.mode == "care":
             self.chunks = int(cfg.chunks)
             self.uniformity = float(cfg.uniformity)
+            self.uniformity_form = str(cfg.uniformity_form)
+            self.uniformity_temperature = float(cfg.uniformity_temperature)
             self.heads = nn.ModuleList()
             if own_projector:
                 hidden = cfg.head_hidden or 4 * num_features
@@ -203,8 +210,12 @@ class EquivarianceTerm(nn.Module):
         loss = care_loss(z1, z2, self.chunks)
         metrics = {f"{self.name}_loss": loss.detach()}
         if self.uniformity:
-            # Within each copy: the two copies of an image are not pushed apart.
-            spread = (uniformity_loss(z1) + uniformity_loss(z2)) / 2
+            # The two copies of an image are never pushed apart: they are each other's positive
+            # (infonce, CARE's form) or the term runs within each copy (wang_isola).
+            if self.uniformity_form == "infonce":
+                spread = infonce_uniformity(z1, z2, self.uniformity_temperature)
+            else:
+                spread = (uniformity_loss(z1) + uniformity_loss(z2)) / 2
             loss = loss + self.uniformity * spread
             metrics[f"{self.name}_uniformity"] = spread.detach()
         return loss, metrics

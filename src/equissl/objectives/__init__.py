@@ -1,7 +1,7 @@
 """Losses: pure functions of tensors."""
 
 from equissl.objectives.barlow_twins import barlow_twins_loss
-from equissl.objectives.care import care_loss, uniformity_loss
+from equissl.objectives.care import care_loss, infonce_uniformity, uniformity_loss
 from equissl.objectives.cosine import byol_loss, negative_cosine, simsiam_loss
 from equissl.objectives.info_nce import info_nce
 from equissl.objectives.ntxent import nt_xent
@@ -13,6 +13,7 @@ __all__ = [
     "byol_loss",
     "care_loss",
     "info_nce",
+    "infonce_uniformity",
     "negative_cosine",
     "nt_xent",
     "prediction_loss",

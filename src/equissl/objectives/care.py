@@ -64,3 +64,17 @@ def uniformity_loss(z: Tensor, t: float = 2.0) -> Tensor:
         return torch.logsumexp((-t * sq).masked_fill(eye, -math.inf).flatten(), 0) - math.log(
             n * (n - 1)
         )
+
+
+def infonce_uniformity(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
+    """CARE's `uniformity` loss subtype (Sharut/CARE, cifar10_cifar100_stl10/utils.py
+    `infoNCE`, its third output): over the 2N anchors of two views (N, D) each, the mean of
+    log sum_k exp(z_i . z_k / t), k over the 2N-2 negatives of anchor i (both views, the anchor
+    itself and its other view excluded). Embeddings are L2-normalised here."""
+    with full_precision(z1.device):
+        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+        n2 = z.shape[0]
+        idx = torch.arange(n2, device=z.device)
+        excluded = (idx[:, None] == idx[None, :]) | ((idx[:, None] - idx[None, :]).abs() == n2 // 2)
+        logits = (z @ z.T / temperature).masked_fill(excluded, -math.inf)
+        return torch.logsumexp(logits, dim=1).mean()

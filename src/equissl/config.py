@@ -66,7 +66,9 @@ class EquivarianceConfig:
     head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
     head_second_relu: bool = True  # E-SSL's head: Linear-LN-ReLU-Linear-LN-ReLU-Linear with
     #   SimCLR; its SimSiam head has no second ReLU (false)
-    chunks: int = 16  # care: blocks of the batch that share one pair (t1, t2)
+    chunks: int = 16  # care: blocks of the batch whose Gram matrices are matched
+    pair_per: str = "chunk"  # care: chunk (each chunk draws its own pair (t1, t2)) | batch (one
+    #   pair for the whole batch each step, as CARE's official vmap(randomness='same'))
     uniformity: float = 0.0  # care: weight of a uniformity term on its embeddings (non-collapse
     #                          when there is no invariance loss: CARE's "equivariance only")
     uniformity_form: str = "infonce"  # infonce: CARE's official `uniformity` subtype, mean log
@@ -222,6 +224,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
     "method.equivariance.*.heads": ("joint", "separate"),
     "method.equivariance.*.uniformity_form": ("infonce", "wang_isola"),
+    "method.equivariance.*.pair_per": ("chunk", "batch"),
     "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
     "backbone.name": ("resnet18", "resnet34", "resnet50", "eqresnet18", "eqresnet34"),
     "backbone.group": ("c4", "d4"),

@@ -90,3 +90,32 @@ def test_esimsiam_head_is_the_official_one():
     # E-SimCLR keeps the second ReLU (predictor2 when args.loss == 'simclr')
     kinds = [type(m).__name__ for m in _method("esimclr").terms[0].heads[0]]
     assert kinds == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"]
+
+
+def _care_copies(pair_per: str, transform: str):
+    extra = [f"method.equivariance.0.transform={transform}", "method.equivariance.0.chunks=4"]
+    method = _method("care", *extra, f"method.equivariance.0.pair_per={pair_per}")
+    # 16 copies of one image: with one draw for the batch, their views stay identical
+    images = torch.randint(0, 256, (1, 3, 12, 12), dtype=torch.uint8).repeat(16, 1, 1, 1)
+    views, targets = method.terms[0].views(images, torch.Generator().manual_seed(5))
+    return views.view(2, 16, -1), targets
+
+
+def _constant(rows: torch.Tensor) -> bool:
+    return all(torch.equal(r, r[:1].expand_as(r)) for r in rows)
+
+
+def test_care_draws_one_pair_for_the_whole_batch_as_the_official_vmap():
+    """Sharut/CARE cifar10_cifar100_stl10/main.py (read at 28718be): `vmap(process,
+    randomness='same')(batch_split)` samples t_1, t_2 once for every split, so the whole batch
+    shares one pair each step; the splits only partition `equivariance_loss`."""
+    assert build_config(["care"]).method.equivariance[0].pair_per == "batch"
+    views, _ = _care_copies("batch", "augment")
+    assert _constant(views)  # one augmentation per copy, the same for every image
+    _, targets = _care_copies("batch", "rotation")
+    assert _constant(targets)  # a transformation term: one pair of elements per step
+    # mutation check: equissl's previous per-chunk pairs
+    views, _ = _care_copies("chunk", "augment")
+    assert not _constant(views)
+    _, targets = _care_copies("chunk", "rotation")
+    assert not _constant(targets)

@@ -170,8 +170,11 @@ def test_care_group_views_share_one_pair_of_elements_per_chunk():
 
 
 def test_care_augment_views_share_one_draw_per_chunk():
+    """The `pair_per=chunk` option (the preset draws one pair per batch, as CARE's code)."""
     same = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8).expand(8, -1, -1, -1)
-    method = _method(["care"], ["method.equivariance.0.chunks=2"])
+    method = _method(
+        ["care"], ["method.equivariance.0.chunks=2", "method.equivariance.0.pair_per=chunk"]
+    )
     views = method.make_views(same.contiguous(), torch.Generator().manual_seed(4))["0"]
     for copy in views.split(8):  # one image repeated: equal views within a chunk only
         assert all(torch.equal(copy[0], copy[k]) for k in range(4))

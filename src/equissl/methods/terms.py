@@ -100,6 +100,7 @@ class EquivarianceTerm(nn.Module):
         self.projector = None
         if cfg.mode == "care":
             self.chunks = int(cfg.chunks)
+            self.pair_per = str(cfg.pair_per)
             self.uniformity = float(cfg.uniformity)
             self.uniformity_form = str(cfg.uniformity_form)
             self.uniformity_temperature = float(cfg.uniformity_temperature)
@@ -163,13 +164,14 @@ class EquivarianceTerm(nn.Module):
 
     def _care_views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         t = self.transformation
+        draws = 1 if self.pair_per == "batch" else self.chunks  # blocks sharing one pair
         if t is None:
-            views = [self.augment(images, generator, chunks=self.chunks) for _ in range(2)]
+            views = [self.augment(images, generator, chunks=draws) for _ in range(2)]
             return torch.cat(views), images.new_zeros(0, dtype=torch.long)
         x = self.augment(images, generator)
         n = x.shape[0]
-        ids = chunk_ids(n, self.chunks, x.device)
-        a, b = (t.sample(chunk_count(n, self.chunks), generator, x.device)[ids] for _ in range(2))
+        ids = chunk_ids(n, draws, x.device)
+        a, b = (t.sample(chunk_count(n, draws), generator, x.device)[ids] for _ in range(2))
         return torch.cat([t.apply(x, a), t.apply(x, b)]), torch.stack([a, b])
 
     # -- loss --------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class EquivarianceConfig:
     scale_max: float = 1.0
     expand: bool = True  # every element per image (E-SSL's 4 rotations); false: one sampled
     head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
+    head_bottleneck: int = 0  # >0: a Linear(hidden, b)-LayerNorm before the output layer (E-SSL's
+    #                           ImageNet rotation head: 2048-2048-2048-128-4)
     head_second_relu: bool = True  # E-SSL's head: Linear-LN-ReLU-Linear-LN-ReLU-Linear with
     #   SimCLR; its SimSiam head has no second ReLU (false)
     chunks: int = 16  # care: blocks of the batch whose Gram matrices are matched
@@ -118,6 +120,9 @@ class OptimConfig:
     batch_size: int = 512  # global batch size (split across processes)
     epochs: int = 800
     classifier_lr: float = 0.1  # online linear classifier (detached features)
+    lars_eta: float = 0.02  # LARS trust coefficient (solo-learn's CIFAR value; FAIR's and
+    #                         E-SSL's ImageNet code use 0.001)
+    end_lr: float = 0.0  # the cosine ends at end_lr x the peak (E-SSL's ImageNet code: 0.001)
 
 
 @dataclass
@@ -259,6 +264,8 @@ POSITIVE = (
     "eval.equivariance_mlp_epochs",
 )
 NON_NEGATIVE = (
+    "optim.lars_eta",
+    "optim.end_lr",
     "optim.epochs",
     "optim.warmup_epochs",
     "optim.momentum",

@@ -61,16 +61,20 @@ def param_groups(
     ]
 
 
-def build_optimizer(name: str, groups: list[dict], *, momentum: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, groups: list[dict], *, momentum: float, eta: float = 0.02
+) -> torch.optim.Optimizer:
     if name == "lars":
-        return LARS(groups, lr=groups[0]["lr"], momentum=momentum)
+        return LARS(groups, lr=groups[0]["lr"], momentum=momentum, eta=eta)
     plain = [{k: v for k, v in g.items() if k != "lars"} for g in groups]
     return torch.optim.SGD(plain, lr=plain[0]["lr"], momentum=momentum)
 
 
-def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int) -> float:
-    """Learning-rate factor: linear from 0 over the warm-up, then cosine to 0 at the end."""
+def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, end: float = 0.0) -> float:
+    """Learning-rate factor: linear from 0 over the warm-up, then cosine down to `end` (a
+    fraction of the peak) at the end."""
     if step < warmup_steps:
         return step / warmup_steps
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    q = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return q + end * (1.0 - q)

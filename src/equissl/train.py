@@ -80,7 +80,7 @@ def training_optimizer(cfg: DictConfig, method: Method) -> torch.optim.Optimizer
         weight_decay=o.weight_decay,
         classifier_lr=o.classifier_lr,
     )
-    return build_optimizer(o.name, groups, momentum=o.momentum)
+    return build_optimizer(o.name, groups, momentum=o.momentum, eta=o.lars_eta)
 
 
 class PretrainModule(L.LightningModule):
@@ -217,7 +217,10 @@ class PretrainModule(L.LightningModule):
         optimizer = training_optimizer(self.cfg, self.method)
         steps = self.steps_per_epoch()
         factor = functools.partial(
-            warmup_cosine, warmup_steps=int(o.warmup_epochs * steps), total_steps=o.epochs * steps
+            warmup_cosine,
+            warmup_steps=int(o.warmup_epochs * steps),
+            total_steps=o.epochs * steps,
+            end=o.end_lr,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {

@@ -131,8 +131,8 @@ class EquivarianceTerm(nn.Module):
             self.register_buffer("relative_table", t.relative.clone(), persistent=False)
         self.separate = cfg.heads == "separate" and len(t.factors) > 1
         sizes = [f.num_labels for f in t.factors] if self.separate else [t.num_labels]
-        relu = bool(cfg.head_second_relu)
-        self.heads = nn.ModuleList(transformation_head(d, hidden, k, relu) for k in sizes)
+        relu, neck = bool(cfg.head_second_relu), int(cfg.head_bottleneck)
+        self.heads = nn.ModuleList(transformation_head(d, hidden, k, relu, neck) for k in sizes)
 
     # -- views -------------------------------------------------------------------------------
     def views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:

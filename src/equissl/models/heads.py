@@ -17,11 +17,17 @@ def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 
 
 def transformation_head(
-    in_dim: int, hidden: int, num_labels: int, second_relu: bool = True
+    in_dim: int, hidden: int, num_labels: int, second_relu: bool = True, bottleneck: int = 0
 ) -> nn.Sequential:
     """E-SSL's predictor: in-hidden-hidden-labels with LayerNorm and ReLU (512-2048-2048-4 at
-    full width). `second_relu=False` is its E-SimSiam head, Linear-LN-ReLU-Linear-LN-Linear."""
+    full width). `second_relu=False` is its E-SimSiam head, Linear-LN-ReLU-Linear-LN-Linear;
+    `bottleneck=b` adds Linear(hidden, b)-LayerNorm before the output layer (its ImageNet head,
+    2048-2048-2048-128-4)."""
     second = [nn.ReLU(inplace=True)] if second_relu else []
+    last = hidden
+    neck: list[nn.Module] = []
+    if bottleneck:
+        neck, last = [nn.Linear(hidden, bottleneck), nn.LayerNorm(bottleneck)], bottleneck
     return nn.Sequential(
         nn.Linear(in_dim, hidden),
         nn.LayerNorm(hidden),
@@ -29,7 +35,8 @@ def transformation_head(
         nn.Linear(hidden, hidden),
         nn.LayerNorm(hidden),
         *second,
-        nn.Linear(hidden, num_labels),
+        *neck,
+        nn.Linear(last, num_labels),
     )
 
 

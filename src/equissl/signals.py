@@ -10,11 +10,12 @@ and exit status 128 + signal: 143 for SIGTERM (requeue and resume), 130 for SIGI
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
-_state: dict[str, object] = {"defer": False, "pending": None, "installed": False}
+_state: dict[str, object] = {"defer": False, "pending": None, "installed": False, "pid": None}
 
 
 class Stop(BaseException):
@@ -36,6 +37,12 @@ class Stop(BaseException):
 
 
 def _handler(signum: int, frame: object) -> None:
+    if os.getpid() != _state["pid"]:
+        # A forked child (a decoding pool's worker) inherits the handler; it must end as the
+        # signal says, quietly, as it would without equissl (Pool.terminate sends SIGTERM).
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     if _state["defer"] and _state["pending"] is None:
         _state["pending"] = signum
         return
@@ -47,6 +54,7 @@ def installed() -> Iterator[None]:
     """Route SIGTERM and SIGINT to `Stop` while a command runs; the previous handlers return
     after it (so `equissl.cli.main` called from Python leaves its caller's handlers alone)."""
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
+    _state["pid"] = os.getpid()
     for signum in HANDLED:
         signal.signal(signum, _handler)
     _state["installed"] = True

@@ -10,7 +10,15 @@ import signal
 
 import pytest
 import torch
-from cases import LONG, cli_process, signal_before_training, signal_run, step_losses, tiny, wait_for
+from cases import (
+    LONG,
+    cli_process,
+    signal_before_training,
+    signal_run,
+    step_losses,
+    tiny,
+    wait_for,
+)
 
 from equissl.cli import main
 
@@ -102,3 +110,34 @@ def test_equissl_holds_the_signals_while_it_trains(tmp_path):
         pretrain(build_config(["simclr"], tiny(tmp_path)[2:]), callbacks=[Look()])
     assert seen and all(h == (signals._handler, signals._handler) for h in seen)
     assert signal.getsignal(signal.SIGTERM) is before  # given back afterwards
+
+
+FORKED_WORKER = """
+import multiprocessing, signal, time
+from equissl import signals
+
+def work():
+    time.sleep(60)
+
+with signals.installed():
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    time.sleep(0.5)
+    child.terminate()  # SIGTERM, as Pool.terminate() sends its workers
+    child.join(30)
+print(child.exitcode)
+"""
+
+
+def test_a_forked_worker_ends_quietly_on_sigterm():
+    """A decoding pool's workers inherit equissl's handler when they fork; the SIGTERM that
+    Pool.terminate() sends them must end them as the default action does, with no traceback.
+    (In a fresh interpreter without torch: forking this test process could hang the child.)"""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKER], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == str(-signal.SIGTERM), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

@@ -4,6 +4,7 @@ the class-information modes add or subtract the class loss, BYOL's target follow
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from equissl.config import build_config
 from equissl.methods import Method
@@ -65,7 +66,32 @@ def test_relative_targets_relate_the_two_copies(transform):
     assert method.terms[0].heads[0][0].in_features == 2 * method.backbone.num_features
 
 
-def test_regress_targets_are_view_parameter_differences():
+def _augself_diff(pa, pb, size, widths=(0.8, 0.8, 0.8, 0.2)):
+    """hankook/AugSelf (read at 6dd5ed8) transforms.py `extract_diff(t1, t2, crop1, crop2)`
+    for a view pair (a, b): crops as [i/H, j/W, h/H, w/W]; centres c = crop[:2] + crop[2:] / 2;
+    both centres' x mirrored (1 - x) where view a is flipped (`center1[f1, 1]`,
+    `center2[f1, 1]`); crop diff = [ca - cb, size_a - size_b]; colour w = (factor - 1) / width
+    for brightness, contrast and saturation and hue / width (0 where not jittered), diff
+    w_a - w_b. Per image, in float64."""
+    rows = []
+    for k in range(pa["boxes"].shape[0]):
+        crops = []
+        for p in (pa, pb):
+            i, j, h, w = (float(v) / size for v in p["boxes"][k])
+            crops.append([i + h / 2, j + w / 2, h, w])
+        if bool(pa["flipped"][k]):
+            crops[0][1], crops[1][1] = 1 - crops[0][1], 1 - crops[1][1]
+        crop = [crops[0][m] - crops[1][m] for m in range(4)]
+        colour = []
+        for m in range(4):
+            fa, fb = float(pa["jitter"][k, m]), float(pb["jitter"][k, m])
+            base = 1.0 if m < 3 else 0.0
+            colour.append(((fa - base) - (fb - base)) / widths[m])
+        rows.append(crop + colour)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_regress_targets_are_augselfs_extract_diff_for_both_view_orders():
     method = _method(
         ["pretext"],
         [
@@ -76,19 +102,56 @@ def test_regress_targets_are_view_parameter_differences():
         ],
     )
     images, _ = _batch()
+    n = images.shape[0]
     term = method.terms[0]
     g = torch.Generator().manual_seed(4)
     views, targets = term.views(images, g)
     g = torch.Generator().manual_seed(4)
     (_, p1), (_, p2) = (term.augment(images, g, return_params=True) for _ in range(2))
+    assert bool(p1["flipped"].any()) and not bool(p1["flipped"].all())  # both cases tested
+    want = torch.cat([_augself_diff(p1, p2, SIZE), _augself_diff(p2, p1, SIZE)])
+    assert views.shape == (2 * n, 3, SIZE, SIZE)
+    assert torch.allclose(targets.double(), want, atol=1e-6)
 
-    def vector(p):
+    # mutation check: the previous target (view 1 minus view 2, neither mirrored nor scaled)
+    def plain(p):
         top, left, h, w = p["boxes"].float().unbind(1)
         box = torch.stack([top + h / 2, left + w / 2, h, w], 1) / SIZE
         return torch.cat([box, p["jitter"].float()], 1)
 
-    assert views.shape == (2 * images.shape[0], 3, SIZE, SIZE)
-    assert torch.allclose(targets, vector(p1) - vector(p2))
+    assert not torch.allclose(targets[:n], plain(p1) - plain(p2), atol=1e-3)
+
+
+def test_regress_loss_is_augselfs_symmetric_tanh_mse_with_a_head_per_group():
+    """trainers.py `SSObjective.__call__(symmetric=True)`: z = [[y1, y2]; [y2, y1]],
+    d = [d1; d2], loss = sum over groups of MSE(tanh(head_k(z)), d_k); models.py
+    `load_ss_predictor`: per group load_mlp(2 n_in, 512, 4, num_layers=3, last_bn=False)."""
+    method = _method(
+        ["pretext"],
+        ["method.equivariance.0.transform=crop+jitter", "method.equivariance.0.mode=regress"],
+    )
+    term = method.terms[0]
+    f = method.backbone.num_features
+    assert len(term.heads) == 2
+    for head in term.heads:
+        kinds = [type(m).__name__ for m in head]
+        assert kinds == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear"]
+        assert (head[0].in_features, head[0].out_features, head[-1].out_features) == (2 * f, f, 4)
+    g = torch.Generator().manual_seed(6)
+    h = torch.randn(10, f, generator=g)
+    targets = torch.rand(10, 8, generator=g) - 0.5
+    loss, _ = term.loss(h, targets)
+    z = torch.cat([torch.cat([h[:5], h[5:]], 1), torch.cat([h[5:], h[:5]], 1)])
+    want = sum(
+        F.mse_loss(torch.tanh(head(z)), targets[:, 4 * k : 4 * k + 4])
+        for k, head in enumerate(term.heads)
+    )
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+    # mutation check: without tanh the loss differs
+    raw = sum(
+        F.mse_loss(head(z), targets[:, 4 * k : 4 * k + 4]) for k, head in enumerate(term.heads)
+    )
+    assert float(raw) != pytest.approx(float(want), rel=1e-3)
 
 
 def test_regress_term_reuses_the_invariance_views():
@@ -98,7 +161,7 @@ def test_regress_term_reuses_the_invariance_views():
     )
     views = method.make_views(_batch()[0], torch.Generator().manual_seed(1))
     assert set(views) == {"invariance", "0/targets"}
-    assert views["0/targets"].shape == (8, 4)
+    assert views["0/targets"].shape == (16, 4)  # both view orders of 8 images
 
 
 def test_class_information_modes_add_or_subtract_the_class_loss():

@@ -154,7 +154,7 @@ class Method(nn.Module):
                 for i, term in enumerate(self.terms):
                     if self._reuses_invariance_views(term):
                         out[f"{i}/targets"] = parameter_difference(
-                            p1, p2, term.parts, images.shape[-1]
+                            p1, p2, term.parts, images.shape[-1], self.view_augment.jitter
                         )
                 draws = [v1, v2]
             views = torch.cat(draws)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from equissl.augment import build_augment
 from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
-from equissl.models import projector, transformation_head
+from equissl.models import mlp, projector, transformation_head
 from equissl.objectives import (
     care_loss,
     infonce_uniformity,
@@ -45,24 +45,49 @@ def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConf
     )
 
 
-def view_parameters(params: dict[str, Tensor], parts: list[str], source_size: int) -> Tensor:
-    """AugSelf's parameter vector of each view: normalised crop box and/or jitter factors."""
+def view_parameters(
+    params: dict[str, Tensor],
+    parts: list[str],
+    source_size: int,
+    jitter: tuple[float, ...],
+    mirror: Tensor,
+) -> Tensor:
+    """AugSelf's parameter vector of each view (hankook/AugSelf transforms.py): crop centre
+    (y, x) and size (h, w) as fractions of the source, the centre's x mirrored where `mirror`
+    is set; colour factors as (factor - 1) / range width for brightness, contrast and
+    saturation and hue / range width, the widths 2 x the jitter strengths (0 where no jitter)."""
     columns = []
     for part in parts:
         if part == "crop":
-            top, left, h, w = params["boxes"].float().unbind(1)
-            box = torch.stack([top + h / 2, left + w / 2, h, w], 1)
-            columns.append(box / source_size)
+            top, left, h, w = (params["boxes"].float() / source_size).unbind(1)
+            x = left + w / 2
+            x = torch.where(mirror, 1 - x, x)
+            columns.append(torch.stack([top + h / 2, x, h, w], 1))
         else:
-            columns.append(params["jitter"].float())
+            widths = torch.tensor([2 * s if s > 0 else 1.0 for s in jitter], device=mirror.device)
+            shift = torch.tensor([1.0, 1.0, 1.0, 0.0], device=mirror.device)
+            columns.append((params["jitter"].float() - shift) / widths)
     return torch.cat(columns, 1)
 
 
 def parameter_difference(
-    first: dict[str, Tensor], second: dict[str, Tensor], parts: list[str], source_size: int
+    first: dict[str, Tensor],
+    second: dict[str, Tensor],
+    parts: list[str],
+    source_size: int,
+    jitter: tuple[float, ...],
 ) -> Tensor:
-    """AugSelf's regression target: the first view's parameter vector minus the second's."""
-    return view_parameters(first, parts, source_size) - view_parameters(second, parts, source_size)
+    """AugSelf's regression targets of both view orders, (2N, 4 x parts): rows 0..N-1 view 1
+    minus view 2, rows N..2N-1 view 2 minus view 1; the crop centres of each difference are
+    mirrored in x where its first view is flipped (AugSelf's `extract_diff`)."""
+    rows = []
+    for a, b in ((first, second), (second, first)):
+        mirror = a["flipped"].bool()
+        rows.append(
+            view_parameters(a, parts, source_size, jitter, mirror)
+            - view_parameters(b, parts, source_size, jitter, mirror)
+        )
+    return torch.cat(rows)
 
 
 class EquivarianceTerm(nn.Module):
@@ -115,10 +140,12 @@ class EquivarianceTerm(nn.Module):
             )
             return
         if cfg.mode == "regress":
+            # AugSelf's heads: one BN MLP per parameter group, 2f-f-f-4 (1024-512-512-4 for a
+            # ResNet-18), reading the features of both views side by side.
             self.transformation = None
-            self.heads = nn.ModuleList(
-                [transformation_head(d, hidden, PARAMS_PER_PART * len(self.parts))]
-            )
+            self.jitter = tuple(float(v) for v in augment_cfg.jitter)
+            width = cfg.head_hidden or f
+            self.heads = nn.ModuleList(mlp(d, width, PARAMS_PER_PART, layers=3) for _ in self.parts)
             return
         t = get_transformation(cfg.transform, self.size, channels)
         if cfg.mode == "relative" and t.relative is None:
@@ -150,7 +177,8 @@ class EquivarianceTerm(nn.Module):
             (v1, p1), (v2, p2) = (
                 self.augment(images, generator, return_params=True) for _ in range(2)
             )
-            return torch.cat([v1, v2]), parameter_difference(p1, p2, self.parts, images.shape[-1])
+            targets = parameter_difference(p1, p2, self.parts, images.shape[-1], self.jitter)
+            return torch.cat([v1, v2]), targets
         t = self.transformation
         x = self.augment(images, generator)
         if self.expand:
@@ -179,7 +207,10 @@ class EquivarianceTerm(nn.Module):
         if self.mode == "predict":
             return h
         n = h.shape[0] // 2
-        return torch.cat([h[:n], h[n:]], 1)
+        pair = torch.cat([h[:n], h[n:]], 1)
+        if self.mode == "regress":  # both view orders, as AugSelf's symmetric objective
+            return torch.cat([pair, torch.cat([h[n:], h[:n]], 1)])
+        return pair
 
     def logits(self, h: Tensor) -> list[Tensor]:
         x = self.head_input(h)
@@ -194,7 +225,11 @@ class EquivarianceTerm(nn.Module):
             return self._care_loss(h, embed)
         outputs = self.logits(h)
         if self.mode == "regress":
-            mse = F.mse_loss(outputs[0].float(), targets.float())
+            # Per parameter group: MSE of tanh(prediction), summed over groups (AugSelf).
+            parts = targets.float().split(PARAMS_PER_PART, dim=1)
+            mse = sum(
+                F.mse_loss(torch.tanh(o.float()), t) for o, t in zip(outputs, parts, strict=True)
+            )
             return mse, {f"{self.name}_loss": mse.detach()}
         if not self.separate:
             loss, acc = prediction_loss(outputs[0], targets)

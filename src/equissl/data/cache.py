@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from equissl.data.types import DataSplits, ImageSet
+from equissl.warn import warn
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test", "unlabeled")
@@ -94,11 +94,11 @@ def cached_read(
         try:
             return load_splits(path, reader)
         except Exception as exc:  # noqa: BLE001 - any unreadable cache file is read again
-            warnings.warn(f"ignoring unreadable cache file {path}: {exc}", stacklevel=2)
+            warn(f"ignoring unreadable cache file {path}: {' '.join(str(exc).split())[:200]}")
             path.unlink(missing_ok=True)
     splits = read()
     try:
         save_splits(path, splits)
     except OSError as exc:
-        warnings.warn(f"cannot write cache file {path}: {exc}; data is not cached", stacklevel=2)
+        warn(f"cannot write cache file {path}: {exc.strerror or exc}; data is not cached")
     return splits

@@ -19,6 +19,15 @@ def nonfinite_names(tensors: Mapping[str, torch.Tensor] | Iterable[tuple[str, to
     return [k for (k, _), bad in zip(floats, flags.tolist(), strict=True) if bad]
 
 
+def any_nonfinite(module: nn.Module) -> torch.Tensor:
+    """A device bool: whether any floating parameter or buffer of `module` holds a NaN or an
+    infinity (no host sync; the caller decides when to read it)."""
+    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    if not tensors:
+        return torch.zeros((), dtype=torch.bool)
+    return torch.stack([~torch.isfinite(t.detach()).all() for t in tensors]).any()
+
+
 def module_nonfinite(module: nn.Module) -> list[str]:
     """Names of the parameters and buffers of `module` that hold a NaN or an infinity."""
     return nonfinite_names([*module.named_parameters(), *module.named_buffers()])

@@ -36,13 +36,11 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
         os.close(fd)
         probe.unlink()
     except OSError as exc:
-        reason = "read-only" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
-        reason = reason or (exc.strerror or str(exc)).lower()
-        raise OutputError(
-            f"cannot write the {what} in {path}: {existing} is {reason}"
-            if reason == "read-only"
-            else f"cannot write the {what} in {path}: {reason}"
-        ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why = f"{existing} is read-only"
+        else:
+            why = (exc.strerror or str(exc)).lower()
+        raise OutputError(f"cannot write the {what} in {path}: {why}") from None
     return path
 
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from equissl import signals
 from equissl.data import place_on_device
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
-from equissl.finite import describe_nonfinite, module_nonfinite
+from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
 from equissl.optim import build_optimizer, param_groups, warmup_cosine
 from equissl.reports.atomic import write_text_atomic
@@ -302,7 +302,7 @@ class NonFiniteGuard(Callback):
     def _check(self, trainer: L.Trainer, module: PretrainModule) -> None:
         # The loss, then the weights and buffers (BatchNorm statistics can overflow while the
         # loss stays finite). Every process decides together, so none waits in a collective.
-        bad = bool(module.nonfinite) or bool(module_nonfinite(module.method))
+        bad = bool(module.nonfinite | any_nonfinite(module.method))  # one host sync
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             raise nonfinite_error(trainer, "the loss or the weights")
 

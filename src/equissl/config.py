@@ -44,6 +44,12 @@ class AugmentConfig:
     jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])
     jitter_p: float = 0.8
     gray_p: float = 0.2
+    blur_p: list[float] = field(default_factory=lambda: [0.0, 0.0])  # Gaussian blur probability
+    #   of view 1 and view 2 (E-SSL's ImageNet code: 1.0 / 0.1; CARE's CIFAR code: 0.5 / 0.5)
+    blur_kernel: int = 0  # odd kernel size; 0: SimCLR's 10% of the view size, made odd
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # sigma ~ U(lo, hi)
+    solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.0])  # per view (E-SSL's
+    #   ImageNet code: 0 / 0.2)
 
 
 @dataclass
@@ -112,7 +118,11 @@ class BackboneConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | lars
+    name: str = "sgd"  # sgd | lars | adam (CARE's official optimiser; L2 weight decay)
+    nesterov: bool = False  # sgd: Nesterov momentum (Wang et al.'s code)
+    schedule: str = "warmup_cosine"  # warmup_cosine | constant (CARE's Adam) | multistep
+    milestones: list[float] = field(default_factory=list)  # multistep: epochs where lr x gamma
+    gamma: float = 0.1  # multistep: the factor at each milestone
     lr: float = 0.03  # base learning rate, scaled by batch_size / 256
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -234,7 +244,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "backbone.name": ("resnet18", "resnet34", "resnet50", "eqresnet18", "eqresnet34"),
     "backbone.group": ("c4", "d4"),
     "backbone.stem": ("cifar", "imagenet"),
-    "optim.name": ("sgd", "lars"),
+    "optim.name": ("sgd", "lars", "adam"),
+    "optim.schedule": ("warmup_cosine", "constant", "multistep"),
     "eval.linear.solver": ("adamw", "lbfgs"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
@@ -270,6 +281,7 @@ NON_NEGATIVE = (
     "optim.warmup_epochs",
     "optim.momentum",
     "optim.weight_decay",
+    "optim.gamma",
     "eval.linear.weight_decay",
     "eval.finetune.weight_decay",
     "backbone.fields",
@@ -459,6 +471,8 @@ def _check_choices(cfg: DictConfig) -> None:
             raise ConfigError(f"bad value for '{key}': {value!r}; use 0 or more")
     if cfg.optim.momentum >= 1:
         raise ConfigError(f"bad value for 'optim.momentum': {cfg.optim.momentum}; use 0 <= m < 1")
+    if any(m < 0 for m in cfg.optim.milestones):
+        raise ConfigError("bad value for 'optim.milestones': epochs of 0 or more")
     limits = ("data.limit", "data.test_limit")
     for key in limits:
         value = OmegaConf.select(cfg, key)

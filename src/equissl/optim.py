@@ -1,7 +1,9 @@
-"""Optimisers and the learning-rate schedule: SGD or LARS, linear warm-up then cosine, per step."""
+"""Optimisers and learning-rate schedules: SGD (optionally Nesterov), LARS or Adam; linear warm-up
+then cosine, a constant rate, or steps at fixed epochs."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -61,13 +63,26 @@ def param_groups(
     ]
 
 
+OPTIMIZERS = ("sgd", "lars", "adam")
+SCHEDULES = ("warmup_cosine", "constant", "multistep")
+
+
 def build_optimizer(
-    name: str, groups: list[dict], *, momentum: float, eta: float = 0.02
+    name: str,
+    groups: list[dict],
+    *,
+    momentum: float,
+    eta: float = 0.02,
+    nesterov: bool = False,
 ) -> torch.optim.Optimizer:
+    """`sgd` (heavy-ball or Nesterov momentum), `lars` (trust ratios on >1-D weights) or `adam`
+    (coupled L2 weight decay, as torch.optim.Adam: CARE's official optimiser)."""
     if name == "lars":
         return LARS(groups, lr=groups[0]["lr"], momentum=momentum, eta=eta)
     plain = [{k: v for k, v in g.items() if k != "lars"} for g in groups]
-    return torch.optim.SGD(plain, lr=plain[0]["lr"], momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(plain, lr=plain[0]["lr"])
+    return torch.optim.SGD(plain, lr=plain[0]["lr"], momentum=momentum, nesterov=nesterov)
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, end: float = 0.0) -> float:
@@ -78,3 +93,40 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, end: float 
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
     q = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     return q + end * (1.0 - q)
+
+
+def multistep(step: int, *, steps_per_epoch: int, milestones: list[float], gamma: float) -> float:
+    """Learning-rate factor: gamma^k after the k-th milestone epoch (torch's MultiStepLR, per
+    step)."""
+    passed = sum(step >= round(m * steps_per_epoch) for m in milestones)
+    return gamma**passed
+
+
+def constant(step: int) -> float:
+    """Learning-rate factor 1 at every step (CARE's Adam runs have no schedule)."""
+    return 1.0
+
+
+def schedule_factor(
+    name: str,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float,
+    end: float = 0.0,
+    milestones: list[float] = (),
+    gamma: float = 0.1,
+):
+    """The per-step factor function of a named schedule (for LambdaLR)."""
+    if name == "constant":
+        return constant
+    if name == "multistep":
+        return functools.partial(
+            multistep, steps_per_epoch=steps_per_epoch, milestones=list(milestones), gamma=gamma
+        )
+    return functools.partial(
+        warmup_cosine,
+        warmup_steps=int(warmup_epochs * steps_per_epoch),
+        total_steps=epochs * steps_per_epoch,
+        end=end,
+    )

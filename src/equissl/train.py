@@ -8,7 +8,6 @@ a resumed run repeats an uninterrupted one exactly.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import os
 from pathlib import Path
@@ -27,7 +26,7 @@ from equissl.data import place_on_device
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
-from equissl.optim import build_optimizer, param_groups, warmup_cosine
+from equissl.optim import build_optimizer, param_groups, schedule_factor
 from equissl.reports.atomic import write_text_atomic
 from equissl.seeds import hashed_seed
 
@@ -80,7 +79,7 @@ def training_optimizer(cfg: DictConfig, method: Method) -> torch.optim.Optimizer
         weight_decay=o.weight_decay,
         classifier_lr=o.classifier_lr,
     )
-    return build_optimizer(o.name, groups, momentum=o.momentum, eta=o.lars_eta)
+    return build_optimizer(o.name, groups, momentum=o.momentum, eta=o.lars_eta, nesterov=o.nesterov)
 
 
 class PretrainModule(L.LightningModule):
@@ -215,12 +214,14 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         optimizer = training_optimizer(self.cfg, self.method)
-        steps = self.steps_per_epoch()
-        factor = functools.partial(
-            warmup_cosine,
-            warmup_steps=int(o.warmup_epochs * steps),
-            total_steps=o.epochs * steps,
+        factor = schedule_factor(
+            o.schedule,
+            steps_per_epoch=self.steps_per_epoch(),
+            epochs=o.epochs,
+            warmup_epochs=o.warmup_epochs,
             end=o.end_lr,
+            milestones=list(o.milestones),
+            gamma=o.gamma,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {

@@ -23,7 +23,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | cifar10 | cifar100 | stl10 | imagefolder
+    name: str = "digits"  # digits | cifar10 | cifar100 | stl10 | imagefolder | mnist |
+    #   fashionmnist | kmnist | svhn | tinyimagenet
     path: str | None = None  # file or folder of the source (not needed for digits)
     cache_dir: str = ".cache/equissl"  # decoded uint8 arrays, keyed by source and options
     limit: int | None = None  # class-balanced subset of the training split
@@ -32,6 +33,7 @@ class DataConfig:
     size: int = 0  # resize once after decoding; 0 keeps the source size
     unlabeled: bool = False  # STL-10: add the unlabeled split to pretraining
     device_resident: str = "auto"  # auto | always | never: keep the uint8 set on the device
+    labels: str = "fine"  # cifar100: fine (100 classes) | coarse (the 20 superclasses)
 
 
 @dataclass
@@ -227,7 +229,19 @@ class Config:
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "resume": ("auto", "never"),
-    "data.name": ("digits", "cifar10", "cifar100", "stl10", "imagefolder"),
+    "data.name": (
+        "digits",
+        "cifar10",
+        "cifar100",
+        "stl10",
+        "imagefolder",
+        "mnist",
+        "fashionmnist",
+        "kmnist",
+        "svhn",
+        "tinyimagenet",
+    ),
+    "data.labels": ("fine", "coarse"),
     "data.channels": (1, 3),
     "data.device_resident": ("auto", "always", "never"),
     "augment.invariance": ("simclr", "cropflip", "none"),

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from equissl.augment.stats import normalize, to_float
+from equissl.data.load import NATIVE_SIZES
 from equissl.errors import DataError, UserError
 from equissl.eval.features import eval_mode
 from equissl.finite import describe_nonfinite, nonfinite_names
@@ -40,8 +41,6 @@ PREFIX = "backbone."
 # The weights file's metadata key holding the description (the .json's content) as JSON text.
 METADATA_KEY = "equissl"
 BACKBONE_KEYS = ("name", "stem", "width", "group", "fields", "in_channels")
-# Image sizes of the built-in readers when data.size=0 keeps the source size.
-NATIVE_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32, "stl10": 96}
 
 
 class CheckpointError(UserError):

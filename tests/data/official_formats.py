@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
+import struct
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -95,18 +97,18 @@ def write_cifar100(root: Path, n_train: int = 6, n_test: int = 3) -> Written:
     classes = [f"class_{i:02d}" for i in range(100)]
     rows = rng.integers(0, 256, (n_train + n_test, 3072), dtype=np.uint8)
     fine = rng.integers(0, 100, n_train + n_test).tolist()
+    coarse = [label // 5 for label in fine]  # tests read the superclass as fine // 5
     for name, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
         _pickle(
             folder / name,
-            {
-                b"fine_labels": fine[part],
-                b"coarse_labels": [0] * len(fine[part]),
-                b"data": rows[part],
-            },
+            {b"fine_labels": fine[part], b"coarse_labels": coarse[part], b"data": rows[part]},
         )
     _pickle(
         folder / "meta",
-        {b"fine_label_names": [c.encode() for c in classes], b"coarse_label_names": [b"all"]},
+        {
+            b"fine_label_names": [c.encode() for c in classes],
+            b"coarse_label_names": [f"super_{i:02d}".encode() for i in range(20)],
+        },
     )
     images, labels = rows.reshape(-1, 3, 32, 32), np.array(fine)
     return Written(
@@ -200,3 +202,111 @@ def write_imagefolder(
             (root / rel).write_bytes(data)
     train, test = [*arrays.values(), (None, None)][:2]  # the first part, then the second
     return Written(path, *train, *test, list(classes))
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file of a uint8 array: 0, 0, type 0x08, ndim, big-endian uint32 dims, values."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_mnist(
+    root: Path, folder: str = "MNIST/raw", gz: bool = True, n_train: int = 5, n_test: int = 3
+) -> Written:
+    """The four MNIST-family IDX files (gzip or raw) in root/folder (torchvision's layout)."""
+    rng = np.random.default_rng(3)
+    out = root / folder
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        for kind, array, dims in (("images", images, 3), ("labels", labels, 1)):
+            data = idx_bytes(array)
+            name = f"{prefix}-{kind}-idx{dims}-ubyte"
+            if gz:
+                (out / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (out / name).write_bytes(data)
+        arrays[split] = (images[:, None], labels.astype(np.int64))
+    return Written(out, *arrays["train"], *arrays["test"], [str(d) for d in range(10)])
+
+
+def write_svhn(root: Path, n_train: int = 5, n_test: int = 4) -> Written:
+    """train_32x32.mat and test_32x32.mat (MATLAB v5): X (32, 32, 3, N) uint8, y (N, 1) with
+    10 for the digit 0; the expected arrays are (N, 3, 32, 32) with labels 0-9."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(4)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        digits = np.arange(n) % 10  # every run holds a 0, stored as 10
+        stored = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
+        savemat(root / f"{split}_32x32.mat", {"X": images.transpose(2, 3, 1, 0), "y": stored})
+        arrays[split] = (images, digits.astype(np.int64))
+    return Written(root, *arrays["train"], *arrays["test"], [str(d) for d in range(10)])
+
+
+def decode(data: bytes) -> np.ndarray:
+    """(C, H, W) RGB of encoded image bytes, as Pillow decodes them (JPEG is lossy)."""
+    with Image.open(BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+
+
+def write_tinyimagenet(
+    root: Path, per_class: int = 2, n_val: int = 5, as_zip: bool = False
+) -> Written:
+    """tiny-imagenet-200/ (or tiny-imagenet-200.zip) with wnids.txt in file order (unsorted),
+    words.txt, train/<wnid>/images/<wnid>_<i>.JPEG with a boxes file, val/images/val_<i>.JPEG
+    labelled by val/val_annotations.txt (tab-separated: file, wnid, box) and unlabelled
+    test/images/. Expected labels follow the sorted wnids."""
+    rng = np.random.default_rng(5)
+    wnids = ["n09999999", "n01443537", "n02099601"]  # unsorted, as the official file is
+    names = {"n09999999": "zebra crossing, crosswalk", "n01443537": "goldfish, Carassius"}
+    ordered = sorted(wnids)
+    files: dict[str, bytes] = {
+        "wnids.txt": "".join(f"{w}\n" for w in wnids).encode(),
+        "words.txt": "".join(f"{w}\t{n}\n" for w, n in names.items()).encode(),
+    }
+    train_images, train_labels = [], []
+    for wnid in wnids:
+        boxes = []
+        for i in range(per_class):
+            data = encode_image(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "JPEG")
+            files[f"train/{wnid}/images/{wnid}_{i}.JPEG"] = data
+            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
+        files[f"train/{wnid}/{wnid}_boxes.txt"] = "".join(boxes).encode()
+    for name in sorted(n for n in files if n.endswith(".JPEG")):  # the reader's sorted order
+        train_images.append(decode(files[name]))
+        train_labels.append(ordered.index(name.split("/")[1]))
+    val_images, val_labels, lines = [], [], []
+    for i in range(n_val):
+        wnid = wnids[i % len(wnids)]
+        data = encode_image(rng.integers(0, 256, (64, 64), dtype=np.uint8), "JPEG")  # grey
+        files[f"val/images/val_{i}.JPEG"] = data
+        lines.append(f"val_{i}.JPEG\t{wnid}\t1\t2\t40\t50\n")
+        val_images.append(decode(data))
+        val_labels.append(ordered.index(wnid))
+    files["val/val_annotations.txt"] = "".join(lines).encode()
+    files["test/images/test_0.JPEG"] = encode_image(np.zeros((64, 64, 3), np.uint8), "JPEG")
+    top = "tiny-imagenet-200"
+    if as_zip:
+        path = root / f"{top}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for rel, data in files.items():
+                archive.writestr(f"{top}/{rel}", data)
+    else:
+        path = root / top
+        for rel, data in files.items():
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (path / rel).write_bytes(data)
+    classes = [names.get(w, w).split(",")[0] for w in ordered]
+    return Written(
+        path,
+        np.stack(train_images),
+        np.array(train_labels),
+        np.stack(val_images),
+        np.array(val_labels),
+        classes,
+    )

@@ -121,3 +121,19 @@ def test_pickle_with_foreign_objects_is_refused(tmp_path):
     with pytest.raises(DataError, match="test_batch is truncated or corrupt"):
         _load(written.path, tmp_path)
     assert not marker.exists()
+
+
+def test_cifar100_coarse_labels_are_the_superclasses(tmp_path):
+    """`data.labels=coarse` reads coarse_labels and coarse_label_names (20 superclasses)."""
+    written = write_cifar100(tmp_path)
+    cfg = DataConfig(name="cifar100", path=str(tmp_path), cache_dir=str(tmp_path / "c"))
+    fine = load_data(cfg)
+    cfg.labels = "coarse"
+    coarse = load_data(cfg)  # a separate cache entry: not the fine labels again
+    np.testing.assert_array_equal(coarse.train.labels.numpy(), written.train_labels // 5)
+    np.testing.assert_array_equal(coarse.test.labels.numpy(), written.test_labels // 5)
+    np.testing.assert_array_equal(fine.train.labels.numpy(), written.train_labels)
+    assert coarse.train.classes == [f"super_{i:02d}" for i in range(20)]
+    assert torch.equal(coarse.train.images, fine.train.images)
+    with pytest.raises(DataError, match="data.labels=coarse needs data.name=cifar100"):
+        load_data(DataConfig(name="cifar10", path=str(tmp_path), labels="coarse"))

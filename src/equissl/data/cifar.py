@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,6 +53,8 @@ LAYOUTS = {
         names_key=b"fine_label_names",
     ),
 }
+# CIFAR-100's 20 superclasses: the same files, the other label keys.
+COARSE = replace(LAYOUTS["cifar100"], label_key=b"coarse_labels", names_key=b"coarse_label_names")
 
 # The globals the official pickles need (numpy arrays, bytes); anything else is refused.
 _SAFE_GLOBALS = {
@@ -166,8 +168,11 @@ def _splits(batches: dict[str, dict], layout: CifarLayout, name: str, where: Pat
 
 
 def read_cifar(cfg: DataConfig) -> DataSplits:
-    """CIFAR-10 or -100 (by cfg.name) from cfg.path, through the decode cache."""
-    layout = LAYOUTS[cfg.name]
+    """CIFAR-10 or -100 (by cfg.name; CIFAR-100 with its fine or coarse labels by cfg.labels)
+    from cfg.path, through the decode cache."""
+    coarse = cfg.name == "cifar100" and cfg.labels == "coarse"
+    layout = COARSE if coarse else LAYOUTS[cfg.name]
+    options = {"labels": "coarse"} if coarse else {}
     path = source_path(cfg)
     folder = _find_folder(path, layout) if path.is_dir() else None
     if folder is not None:
@@ -176,7 +181,7 @@ def read_cifar(cfg: DataConfig) -> DataSplits:
             cfg.cache_dir,
             cfg.name,
             [f for f in files if f.is_file()],
-            {},
+            options,
             lambda: _splits(_read_folder(folder, layout), layout, cfg.name, folder),
         )
     if path.is_dir() and (path / layout.archive).is_file():
@@ -190,6 +195,6 @@ def read_cifar(cfg: DataConfig) -> DataSplits:
         cfg.cache_dir,
         cfg.name,
         [path],
-        {},
+        options,
         lambda: _splits(_read_archive(path, layout), layout, cfg.name, path),
     )

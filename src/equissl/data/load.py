@@ -8,9 +8,13 @@ from equissl.config import DataConfig
 from equissl.data.cifar import read_cifar
 from equissl.data.convert import resize, to_channels
 from equissl.data.digits import read_digits
+from equissl.data.idx import read_idx_set
 from equissl.data.imagefolder import read_imagefolder
+from equissl.data.sources import source_path
 from equissl.data.stl10 import read_stl10
 from equissl.data.subset import balanced_subset
+from equissl.data.svhn import read_svhn
+from equissl.data.tinyimagenet import read_tinyimagenet
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 from equissl.warn import warn
@@ -21,6 +25,24 @@ READERS: dict[str, Callable[[DataConfig], DataSplits]] = {
     "cifar100": read_cifar,
     "stl10": read_stl10,
     "imagefolder": read_imagefolder,
+    "mnist": lambda cfg: read_idx_set(source_path(cfg), "mnist"),
+    "fashionmnist": lambda cfg: read_idx_set(source_path(cfg), "fashionmnist"),
+    "kmnist": lambda cfg: read_idx_set(source_path(cfg), "kmnist"),
+    "svhn": lambda cfg: read_svhn(source_path(cfg)),
+    "tinyimagenet": lambda cfg: read_tinyimagenet(source_path(cfg), cfg.cache_dir),
+}
+
+# Image sides of the readers with a fixed source size (imagefolder sources have none).
+NATIVE_SIZES = {
+    "digits": 8,
+    "cifar10": 32,
+    "cifar100": 32,
+    "stl10": 96,
+    "mnist": 28,
+    "fashionmnist": 28,
+    "kmnist": 28,
+    "svhn": 32,
+    "tinyimagenet": 64,
 }
 
 
@@ -50,6 +72,8 @@ def load_data(cfg: DataConfig, config_key: str = "data") -> DataSplits:
     unlabeled split is not cut. config_key: where cfg sits in the config, for the warnings."""
     if cfg.name not in READERS:
         raise DataError(f"unknown dataset '{cfg.name}'; choose one of {', '.join(READERS)}")
+    if cfg.labels == "coarse" and cfg.name != "cifar100":
+        raise DataError(f"data.labels=coarse needs data.name=cifar100, not {cfg.name}")
     if cfg.unlabeled and cfg.name != "stl10":
         raise DataError(f"data.unlabeled=true needs data.name=stl10, not {cfg.name}")
     raw = READERS[cfg.name](cfg)

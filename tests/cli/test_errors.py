@@ -17,7 +17,7 @@ from equissl.cli import main
         ),
         (
             ["pretrain", "data.name=mnist"],
-            "choose one of digits, cifar10, cifar100, stl10, imagefolder",
+            "choose one of digits, cifar10, cifar100, stl10, imagefolder, mnist",
         ),
         (["pretrain", "optim.lr=fast"], "bad value for 'optim.lr'"),
         (

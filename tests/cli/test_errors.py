@@ -16,7 +16,7 @@ from equissl.cli import main
             "unknown config key 'data.nme' (did you mean data.name?)",
         ),
         (
-            ["pretrain", "data.name=mnist"],
+            ["pretrain", "data.name=emnist"],
             "choose one of digits, cifar10, cifar100, stl10, imagefolder, mnist",
         ),
         (["pretrain", "optim.lr=fast"], "bad value for 'optim.lr'"),

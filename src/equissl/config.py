@@ -26,7 +26,8 @@ class DataConfig:
     name: str = "digits"  # digits | cifar10 | cifar100 | stl10 | imagefolder | mnist |
     #   fashionmnist | kmnist | svhn | tinyimagenet
     path: str | None = None  # file or folder of the source (not needed for digits)
-    cache_dir: str = ".cache/equissl"  # decoded uint8 arrays, keyed by source and options
+    cache_dir: str | None = None  # decoded uint8 arrays, keyed by source and options; null:
+    #   $EQUISSL_CACHE, else $XDG_CACHE_HOME/equissl, else ~/.cache/equissl
     limit: int | None = None  # class-balanced subset of the training split
     test_limit: int | None = None  # class-balanced subset of the test split
     channels: int = 3  # 3: grayscale is replicated; 1: colour is converted to luminance

@@ -97,3 +97,24 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         cache.save_splits(target, splits)
     assert list(target.parent.iterdir()) == []
+
+
+def test_default_folder_is_the_users_cache_not_the_working_directory(tmp_path, monkeypatch):
+    """EQUISSL_CACHE, else XDG_CACHE_HOME/equissl, else ~/.cache/equissl; null cache_dir uses
+    it, so a run from another folder finds the decoded set."""
+    monkeypatch.delenv("EQUISSL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.default_cache_dir() == tmp_path / "xdg" / "equissl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.default_cache_dir() == tmp_path / "home" / ".cache" / "equissl"
+    monkeypatch.setenv("EQUISSL_CACHE", str(tmp_path / "mine"))
+    assert cache.default_cache_dir() == tmp_path / "mine"
+
+    write_cifar10(tmp_path / "src")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    load_data(DataConfig(name="cifar10", path=str(tmp_path / "src")))
+    assert len(list((tmp_path / "mine").glob("cifar10-*.npz"))) == 1
+    assert not (elsewhere / ".cache").exists()

@@ -1,5 +1,8 @@
 """Decode once: decoded splits saved as .npz under cache_dir, keyed by the source and options.
 
+The default folder is the user's cache, not the working directory: `$EQUISSL_CACHE`, else
+`$XDG_CACHE_HOME/equissl`, else `~/.cache/equissl`, so a run from any folder finds it.
+
 The key hashes the reader, the absolute paths, sizes and mtimes of the source files (stat only,
 no reading) and the options that change the decoded arrays, so an edited or replaced source is
 read again. Files are written to a temporary name and renamed, so a crash never leaves half a
@@ -81,15 +84,25 @@ def load_splits(path: Path, name: str) -> DataSplits:
     return _from_arrays(arrays, name)
 
 
+def default_cache_dir() -> Path:
+    """`$EQUISSL_CACHE`, else `$XDG_CACHE_HOME/equissl`, else `~/.cache/equissl`."""
+    if os.environ.get("EQUISSL_CACHE"):
+        return Path(os.environ["EQUISSL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "equissl"
+
+
 def cached_read(
-    cache_dir: str | Path,
+    cache_dir: str | Path | None,
     reader: str,
     sources: Iterable[Path],
     options: Mapping[str, object],
     read: Callable[[], DataSplits],
 ) -> DataSplits:
-    """`read()` through the cache: a hit loads the .npz, a miss reads and saves it."""
-    path = Path(cache_dir) / f"{reader}-{cache_key(reader, sources, options)[:20]}.npz"
+    """`read()` through the cache (`cache_dir`, or `default_cache_dir()` when None): a hit loads
+    the .npz, a miss reads and saves it."""
+    folder = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+    path = folder / f"{reader}-{cache_key(reader, sources, options)[:20]}.npz"
     if path.is_file():
         try:
             return load_splits(path, reader)

@@ -91,7 +91,7 @@ def _validation(annotations: str, root: str, index: dict[str, int]) -> tuple[lis
     return files, labels
 
 
-def read_tinyimagenet(source: Path, cache_dir: str | Path) -> DataSplits:
+def read_tinyimagenet(source: Path, cache_dir: str | Path | None = None) -> DataSplits:
     """Train (100,000) and validation-as-test (10,000) splits, uint8 (N, 3, 64, 64), through the
     decode cache."""
     if source.is_file() and not zipfile.is_zipfile(source):

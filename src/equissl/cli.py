@@ -24,6 +24,7 @@ commands:
   demo [key=value ...]                    SimCLR vs E-SimCLR on the embedded digits, on CPU
   transforms                              list the transformations and their label counts
   presets                                 list the presets in configs/
+  config [preset ...] [key=value ...]     the resolved configuration, each key with its meaning
   bench [preset ...] [key=value ...]     images/s of the training step and its parts (steps=N)
   photonics build|run [key=value ...]     photonic-crystal DOS data and SSL regression study
 
@@ -32,7 +33,88 @@ examples:
   equissl eval ckpt=runs/esimclr/last.ckpt
   equissl experiment transformations scale=cpu data.name=imagefolder data.path=cifar10-jpeg.zip
   equissl pretrain simclr optim.epochs=5 backbone.width=16 name=quick
+
+`equissl <command> --help` explains one command; `equissl --version` prints the version.
 """
+
+KEYS = "keys: any configuration key as key=value; `equissl config [preset ...]` lists them all"
+HELP = {
+    "pretrain": f"""usage: equissl pretrain [preset ...] [key=value ...]
+
+Pretrain a method, then evaluate its frozen backbone (linear probe, kNN, the transformation
+heads). Presets merge in order, then the overrides. The run folder is out_dir/name/; the same
+command continues an interrupted run (resume=auto).
+{KEYS}
+
+example: equissl pretrain esimclr cifar10-cpu data.name=imagefolder data.path=cifar10-jpeg.zip""",
+    "eval": f"""usage: equissl eval ckpt=PATH [out=NAME.json] [preset ...] [key=value ...]
+
+Evaluate a checkpoint's frozen backbone with its saved configuration (eval.* keys change the
+evaluation); the results are written beside the checkpoint as NAME.json (default eval.json).
+{KEYS}
+
+example: equissl eval ckpt=runs/esimclr/last.ckpt eval.knn.k=20 out=knn20.json""",
+    "export": """usage: equissl export ckpt=PATH out=FILE.safetensors
+
+Write the trained backbone alone (FILE.safetensors and FILE.json beside it), for
+equissl.load_backbone.
+
+example: equissl export ckpt=runs/esimclr/last.ckpt out=backbone.safetensors""",
+    "sweep": f"""usage: equissl sweep SWEEP [key=value ...]
+
+Run the runs of a sweep file (configs/sweeps/ or a YAML path) side by side, then write a table
+and curves. Overrides apply to every run; out_dir=DIR sets where the runs go.
+{KEYS}
+
+example: equissl sweep cifar10-cpu-sweep data.path=cifar10-jpeg.zip""",
+    "report": """usage: equissl report RUN_DIR ... [out=STEM] [group_by=COLUMN] [file=results.json|eval.json]
+                      [columns=A,B,...]
+
+A table of finished runs (STEM.md, STEM.csv) and their training curves (STEM.png).
+
+example: equissl report runs/simclr runs/esimclr out=compare""",
+    "experiment": f"""usage: equissl experiment NAME [scale=smoke|cpu|paper] [key=value ...]
+
+A study of the papers, run as a sweep. scale=smoke (default) checks that it runs in seconds;
+cpu is sized for a 2-core machine; paper is the papers' recipe (GPUs).
+names: {{names}}
+{KEYS}
+
+example: equissl experiment transformations scale=cpu data.name=imagefolder data.path=cifar10-jpeg.zip""",
+    "demo": """usage: equissl demo [key=value ...]
+
+SimCLR against E-SimCLR on scikit-learn's embedded handwritten digits, on the CPU in about a
+minute; prints a table.
+
+example: equissl demo""",
+    "transforms": """usage: equissl transforms
+
+List the transformations (for method.equivariance.N.transform) and their label counts.""",
+    "presets": """usage: equissl presets
+
+List the presets (methods, protocols, data, experiments, sweeps) shipped in configs/.""",
+    "config": f"""usage: equissl config [preset ...] [key=value ...]
+
+Print the configuration that `equissl pretrain` with the same arguments would run, one
+key=value per line with its meaning; nothing is run or written.
+{KEYS}
+
+example: equissl config esimclr cifar10-paper""",
+    "bench": f"""usage: equissl bench [preset ...] [key=value ...] [steps=N] [warmup=N] [size=S]
+                     [out=FILE.json]
+
+Images per second of the training step and of its parts (views, forward, backward, optimiser),
+on synthetic data of the configured size.
+{KEYS}
+
+example: equissl bench esimclr backbone.width=16 steps=10""",
+    "photonics": """usage: equissl photonics build|run [key=value ...]
+
+Photonic-crystal density-of-states data (build) and the SSL regression study (run) of E-SSL;
+see docs/photonics.md for the keys.
+
+example: equissl photonics run scale=smoke""",
+}
 
 
 class _Usage(Exception):
@@ -58,7 +140,7 @@ def _quiet(command: str) -> None:
     failure's one line goes); Lightning's errors still show."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     warnings.filterwarnings("ignore")
-    if command in ("presets", "transforms"):
+    if command in ("presets", "transforms", "config"):
         return  # they never load Lightning
     import logging
 
@@ -214,6 +296,14 @@ def cmd_demo(args: list[str]) -> None:
     _run_sweep("demo-sweep", overrides)
 
 
+def cmd_config(args: list[str]) -> None:
+    from equissl.config import build_config
+    from equissl.keyhelp import annotated_settings
+
+    presets, overrides = _split(args)
+    print(annotated_settings(build_config(presets, overrides)))
+
+
 def cmd_presets(args: list[str]) -> None:
     from equissl.config import CONFIG_DIR
 
@@ -245,6 +335,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "transforms": cmd_transforms,
     "presets": cmd_presets,
+    "config": cmd_config,
     "bench": cmd_bench,
     "photonics": cmd_photonics,
 }
@@ -255,7 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if argv[0] in ("-V", "--version"):
+        from equissl import __version__
+
+        print(f"equissl {__version__}")
+        return 0
     command, args = argv[0], argv[1:]
+    if command in HELP and any(a in ("-h", "--help") for a in args):
+        print(HELP[command].replace("{names}", ", ".join(EXPERIMENTS)))
+        return 0
     if command not in COMMANDS:
         print(
             f"equissl: error: unknown command '{command}'; choose one of {', '.join(COMMANDS)}",

@@ -354,6 +354,11 @@ def test_images_of_the_wrong_shape_or_type_are_refused(runs, tmp_path):
         extract_features(encoder, torch.zeros(2, 3, 12, 12, dtype=torch.int64))
     with pytest.raises(ImageShapeError, match="must be a torch tensor"):
         encoder([[0.0]])
+    with pytest.raises(ImageShapeError, match=r"must be in \[0, 1\]; these span \[0, 255\]"):
+        encoder(torch.linspace(0, 255, 2 * 3 * 12 * 12).reshape(2, 3, 12, 12))
+    with pytest.raises(ImageShapeError, match="must be in"):
+        encoder(torch.full((1, 3, 12, 12), -0.5))
+    encoder(torch.full((1, 3, 12, 12), 1.0005))  # rounding just past 1 is accepted
     assert issubclass(ImageShapeError, UserError)
 
 

@@ -212,7 +212,8 @@ def _run_sweep(name: str, overrides: list[str], scale: str | None = None) -> Pat
     out_dir = _pop(overrides, "out_dir") or "runs"
     table, root, failures = run_sweep(load_sweep(name), overrides, out_dir, scale=scale)
     print(table)
-    print(f"table: {root / 'results.md'}  curves: {root / 'curves.png'}")
+    curves = root / "curves.png"
+    print(f"table: {root / 'results.md'}" + (f"  curves: {curves}" if curves.is_file() else ""))
     raise_failures(failures, root)
     return root
 
@@ -250,8 +251,9 @@ def cmd_report(args: list[str]) -> None:
         check_file_writable(f"{out}{suffix}", "report")
     rows = collect_results(dirs, filename)
     write_table(rows, columns, out, group_by=group_by)
-    plot_curves(dirs, f"{out}.png")
-    written = [f"{out}.md", f"{out}.csv", f"{out}.png"]
+    written = [f"{out}.md", f"{out}.csv"]
+    if plot_curves(dirs, f"{out}.png") is not None:
+        written.append(f"{out}.png")
     if plot_rows_sensitivity(rows, f"{out}-hue.png"):
         written.append(f"{out}-hue.png")
     print(markdown_table(rows, columns, group_by=group_by))

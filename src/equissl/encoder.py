@@ -43,6 +43,9 @@ METADATA_KEY = "equissl"
 BACKBONE_KEYS = ("name", "stem", "width", "group", "fields", "in_channels")
 
 
+RANGE_SLACK = 1e-3  # float images may overshoot [0, 1] by rounding (resampling, colour maths)
+
+
 class CheckpointError(UserError):
     """The checkpoint to export is missing, unreadable or not written by `equissl pretrain`."""
 
@@ -109,6 +112,12 @@ class Encoder(nn.Module):
             x = to_float(images)  # x * float32(1/255), as training and `equissl eval` do
         elif images.is_floating_point():
             x = images.to(self.mean.dtype)
+            low, high = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+            if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:  # one host sync per call
+                raise ImageShapeError(
+                    f"float images must be in [0, 1]; these span [{low:.3g}, {high:.3g}]: "
+                    "divide 0-255 values by 255, or pass uint8"
+                )
         else:
             raise ImageShapeError(
                 f"images must be float in [0, 1] or uint8 in [0, 255], got {images.dtype}"

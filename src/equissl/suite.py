@@ -15,12 +15,17 @@ from equissl.config import DataConfig
 from equissl.data import DataSplits, load_data
 from equissl.data.subset import balanced_subset
 from equissl.eval import extract_features, knn_accuracy, linear_probe
-from equissl.eval.embedding import nearest_neighbours, tsne_coordinates, umap_coordinates
+from equissl.eval.embedding import (
+    nearest_neighbours,
+    retrieval_queries,
+    tsne_coordinates,
+    umap_coordinates,
+)
 from equissl.eval.low_label import finetune_accuracy, low_label_indices
 from equissl.methods import Method
 from equissl.reports.embedding import plot_embedding_maps, plot_retrieval
 
-RETRIEVAL_QUERIES = 8
+RETRIEVAL_QUERIES = 20  # grid rows: one query per class, at most this many classes
 RETRIEVAL_NEIGHBOURS = 8
 
 
@@ -177,7 +182,7 @@ def embedding_views(
         maps["UMAP"] = umap
     classes = data.train.classes
     plot_embedding_maps(maps, data.test.labels[keep], classes, figures_dir / "embedding_map.png")
-    queries = balanced_subset(data.test.labels, RETRIEVAL_QUERIES, cfg.seed)
+    queries = retrieval_queries(data.test.labels, cfg.seed, RETRIEVAL_QUERIES)
     found = nearest_neighbours(test_f[queries], train_f, RETRIEVAL_NEIGHBOURS)
     plot_retrieval(
         data.test.images[queries],

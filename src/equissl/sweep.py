@@ -227,6 +227,7 @@ def run_sweep(
         row["name"] = cfg.name  # the sweep's name for the run (a reused run may carry another)
     add_gains(rows, sweep.baselines, sweep.gains)
     write_table(rows, sweep.columns, root / "results", title=sweep.name, group_by=sweep.group_by)
+    (root / "curves.png").unlink(missing_ok=True)  # a rerun's curves replace the last ones
     plot_curves(dirs, root / "curves.png")
     plot_rows_sensitivity(rows, root / "hue_sensitivity.png")
     return markdown_table(rows, sweep.columns, group_by=sweep.group_by), root, failures

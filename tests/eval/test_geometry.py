@@ -232,3 +232,17 @@ def test_procrustes_recovers_an_orthogonal_map_and_is_worse_than_least_squares_o
     a = geometry.fit_linear_map(x, y)
     assert geometry.equivariance_error(x, y, a) < 1e-10
     assert geometry.equivariance_error(x, y, geometry.procrustes_map(x, y)) > 0.2
+
+
+def test_warnings_for_meaningless_fits_and_grey_hue(capsys):
+    """A map of 192 features fitted on 50 images is underdetermined, and grey images are hue
+    invariant by construction: each says so in one warning line, and a sound call says nothing."""
+    geometry_metrics({"emb": pixels}, random_images(100), ["hflip"])
+    assert "underdetermined" in capsys.readouterr().err
+    geometry_metrics({"emb": pixels}, random_images(400), ["hflip"])
+    assert capsys.readouterr().err == ""
+    grey = random_images(20, channels=1).repeat(1, 3, 1, 1)
+    curves = hue_sensitivity({"emb": pixels}, grey, [0, 90])
+    assert curves["emb"] == pytest.approx([1.0, 1.0]) and "grayscale" in capsys.readouterr().err
+    hue_sensitivity({"emb": pixels}, colourful_images(20), [0, 90])
+    assert capsys.readouterr().err == ""

@@ -56,3 +56,16 @@ def test_bad_inputs_raise_user_error():
         knn_accuracy(x, y, x, y.float(), num_classes=2)
     with pytest.raises(UserError):
         knn_accuracy(x, y, x, y, num_classes=2, k=0)
+
+
+def test_retrieval_queries_are_one_per_class():
+    """The retrieval grid shows every class of a 10-class set once (it showed 8 queries)."""
+    from equissl.eval.embedding import retrieval_queries
+
+    labels = torch.arange(10).repeat_interleave(7)[
+        torch.randperm(70, generator=torch.Generator().manual_seed(1))
+    ]
+    queries = retrieval_queries(labels, seed=3)
+    assert labels[queries].tolist() == list(range(10))
+    assert not torch.equal(queries, retrieval_queries(labels, seed=4))  # seeded draws
+    assert labels[retrieval_queries(labels, max_rows=4)].tolist() == [0, 1, 2, 3]

@@ -68,13 +68,37 @@ def test_plot_curves_writes_png_and_skips_unlogged_metrics(tmp_path, monkeypatch
 
 def test_plot_curves_errors(tmp_path):
     run = make_run(tmp_path, "a")
-    with pytest.raises(UserError, match="none of the metrics"):
-        plot_curves([run], tmp_path / "x.png", metrics=["train/rotation_acc"])
+    assert plot_curves([run], tmp_path / "x.png", metrics=["train/rotation_acc"]) is None
     with pytest.raises(UserError, match="labels"):
         plot_curves([run], tmp_path / "x.png", labels=["a", "b"])
     assert not (tmp_path / "x.png").exists()
     untrained = tmp_path / "untrained"  # a 0-epoch run: results but no metrics file
     untrained.mkdir()
     plot_curves([run, untrained], tmp_path / "y.png")
-    with pytest.raises(UserError, match="none of the metrics"):
-        plot_curves([untrained], tmp_path / "z.png")
+    assert plot_curves([untrained], tmp_path / "z.png") is None  # a table still follows
+    assert not (tmp_path / "z.png").exists()
+
+
+def test_a_run_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
+    """Run b logs no online accuracy: it is still drawn in its own colour (C1) in the loss
+    panel, and run c in C2 in both panels (the panels' own line counts differ)."""
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((self.get_title() or "?", kwargs["label"], kwargs["color"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    runs = [
+        make_run(tmp_path, "a"),
+        make_run(tmp_path, "b", "step,train/loss\n1,3.0\n"),
+        make_run(tmp_path, "c"),
+    ]
+    plot_curves(runs, tmp_path / "c.png")
+    colours = {}
+    for _, label, colour in drawn:
+        colours.setdefault(label, set()).add(colour)
+    assert colours == {"a": {"C0"}, "b": {"C1"}, "c": {"C2"}}

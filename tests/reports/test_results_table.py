@@ -126,3 +126,21 @@ def test_bad_tables_raise_user_error():
         results_table(ROWS, [])
     with pytest.raises(UserError):
         results_table([], COLUMNS)
+
+
+def test_grouped_seeds_are_listed_not_averaged():
+    table = results_table(ROWS, ["method", "seed", "linear_acc"], group_by="method")
+    assert table[0]["seed"] == [0, 1, 2] and "seed_mean" not in table[0]
+    text = markdown_table(ROWS, ["method", "seed", "linear_acc"], group_by="method")
+    assert "| simclr | 3 | 0, 1, 2 | 61.10 ± 0.95 |" in text
+
+
+def test_grouping_runs_on_different_datasets_is_refused():
+    rows = [
+        {"method": "simclr", "data": "digits", "linear_acc": 90.0},
+        {"method": "simclr", "data": "cifar10", "linear_acc": 40.0},
+    ]
+    with pytest.raises(UserError, match="would average runs on different data .digits, cifar10."):
+        results_table(rows, ["method", "linear_acc"], group_by="method")
+    by_data = results_table(rows, ["data", "linear_acc"], group_by="data")
+    assert [row["linear_acc_mean"] for row in by_data] == [90.0, 40.0]

@@ -39,3 +39,14 @@ def nearest_neighbours(query: torch.Tensor, gallery: torch.Tensor, k: int) -> to
     """(Q, k) indices of each query's k most cosine-similar gallery features."""
     sim = F.normalize(query.float(), dim=1) @ F.normalize(gallery.float(), dim=1).T
     return sim.topk(min(k, gallery.shape[0]), dim=1).indices
+
+
+def retrieval_queries(labels: torch.Tensor, seed: int = 0, max_rows: int = 20) -> torch.Tensor:
+    """Indices of one seeded query per class present (the first `max_rows` classes by label),
+    in label order, so that every class of a small set shows in the retrieval grid."""
+    present = torch.unique(labels)[:max_rows]
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    shuffled = labels[order]
+    first = [order[torch.nonzero(shuffled == c)[0, 0]] for c in present.tolist()]
+    return torch.stack(first)

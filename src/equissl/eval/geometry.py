@@ -22,6 +22,7 @@ from equissl.augment.stats import to_float
 from equissl.errors import UserError
 from equissl.eval.equivariance import invariance_score
 from equissl.transforms import Transformation, get_transformation
+from equissl.warn import warn
 
 __all__ = [
     "element_order",
@@ -194,6 +195,12 @@ def geometry_metrics(
     device = torch.device(device)
     half = n // 2
     plain = _encode(encoders, images, batch_size, device)
+    widest = max(f.shape[1] for f in plain.values())
+    if half < widest:
+        warn(
+            f"geometry maps of {widest} features fitted on {half} images are underdetermined: "
+            f"their errors mean little; use at least {2 * widest} images (eval.geometry_limit)"
+        )
     results: dict[str, float] = {}
     for name in names:
         t = get_transformation(name, size, channels)
@@ -242,6 +249,11 @@ def hue_sensitivity(
         raise UserError(f"hue_sensitivity needs RGB images (3 channels), got {images.shape[1]}")
     if "degrees" in encoders:
         raise UserError("'degrees' is reserved in hue_sensitivity's result: rename that space")
+    if bool((images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all()):
+        warn(
+            "hue sensitivity of grayscale images is 1 at every shift by construction: it says "
+            "nothing about the encoder"
+        )
     degrees = [float(d) for d in degrees]
     if not degrees or any(not -180 <= d <= 180 for d in degrees):
         raise UserError(f"hue shifts must be a non-empty list within [-180, 180], got {degrees}")

@@ -71,12 +71,13 @@ def plot_curves(
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     labels: list[str] | None = None,
-) -> Path:
+) -> Path | None:
     """Plot `metrics` against step, one subplot per metric that at least one run logged and one
-    line per run (labelled by its folder name unless `labels` is given; runs without a metrics
-    file draw nothing); write the PNG
-    atomically and return its path. Rendered with Agg on a private Figure, so no screen is needed
-    and pyplot's global state is untouched.
+    line per run, in the same colour in every panel (labelled by its folder name unless `labels`
+    is given; runs without a metrics file draw nothing); write the PNG atomically and return its
+    path, or None (nothing written) when no run logged any of the metrics, so that a sweep of
+    runs too short to log still gets its table. Rendered with Agg on a private Figure, so no
+    screen is needed and pyplot's global state is untouched.
     """
     if not run_dirs:
         raise UserError("no runs to plot")
@@ -87,12 +88,12 @@ def plot_curves(
     curves = [read_metrics(d) if _metrics_path(d).is_file() else {} for d in run_dirs]
     shown = [m for m in metrics if any(m in run for run in curves)]
     if not shown:
-        raise UserError(f"none of the metrics {list(metrics)} was logged by these runs")
+        return None
     fig, axes = panel_row(len(shown))
     for ax, metric in zip(axes, shown, strict=True):
-        for label, run in zip(labels, curves, strict=True):
-            if metric in run:
-                ax.plot(*run[metric], label=label, linewidth=1.2)
+        for i, (label, run) in enumerate(zip(labels, curves, strict=True)):
+            if metric in run:  # colour by run, not by the lines drawn in this panel
+                ax.plot(*run[metric], label=label, linewidth=1.2, color=f"C{i % 10}")
         ax.set_title(metric)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

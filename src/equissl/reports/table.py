@@ -14,6 +14,8 @@ from equissl.errors import DataError, UserError
 from equissl.reports.atomic import write_text_atomic
 
 MISSING = "—"
+IDENTIFIERS = ("seed",)  # numbers that name a run: listed in a group, never averaged
+SAME_IN_GROUP = ("data",)  # a group mixing these would average unrelated numbers
 
 
 def collect_results(run_dirs: Iterable[str | Path], filename: str = "results.json") -> list[dict]:
@@ -64,8 +66,10 @@ def results_table(
     Without `group_by`, each row keeps just `columns`. With it, rows sharing the `group_by` value
     become one row (groups in order of first appearance) holding `group_by`, "n" (the group size),
     and for each numeric column `<col>_mean` and `<col>_std` over the group's non-missing values;
-    the std is the sample std (ddof=1), None with fewer than two values. A non-numeric column
-    keeps its value when the whole group shares it, else None.
+    the std is the sample std (ddof=1), None with fewer than two values. An identifier column
+    (`seed`) holds the group's distinct values as a list. A non-numeric column keeps its value
+    when the whole group shares it, else None. Grouping runs on different datasets (`data`)
+    raises UserError: their mean would mix unrelated numbers.
     """
     if not columns:
         raise UserError("a results table needs at least one column")
@@ -76,8 +80,9 @@ def results_table(
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(_group_key(_get(row, group_by)), []).append(row)
+    _check_comparable(groups.values(), group_by)
     others = [c for c in columns if c != group_by]
-    numeric = _numeric_columns(rows, others)
+    numeric = _numeric_columns(rows, others) - set(IDENTIFIERS)
     table = []
     for members in groups.values():
         out = {group_by: _get(members[0], group_by), "n": len(members)}
@@ -87,11 +92,26 @@ def results_table(
                 nums = [float(v) for v in values if _is_number(v)]
                 out[f"{c}_mean"] = statistics.fmean(nums) if nums else None
                 out[f"{c}_std"] = statistics.stdev(nums) if len(nums) > 1 else None
+            elif c in IDENTIFIERS:
+                distinct = list(dict.fromkeys(v for v in values if v is not None))
+                out[c] = distinct or None
             else:
                 shared = len({_group_key(v) for v in values}) == 1
                 out[c] = values[0] if shared else None
         table.append(out)
     return table
+
+
+def _check_comparable(groups: Iterable[list[dict]], group_by: str) -> None:
+    for members in groups:
+        for column in SAME_IN_GROUP:
+            values = list(dict.fromkeys(str(_get(row, column)) for row in members))
+            if column != group_by and len(values) > 1:
+                raise UserError(
+                    f"group_by={group_by} would average runs on different {column} "
+                    f"({', '.join(values)}) in group '{_get(members[0], group_by)}'; report each "
+                    f"{column} separately or group_by={column}"
+                )
 
 
 def _format(value: object, decimals: bool = True) -> str:
@@ -131,7 +151,7 @@ def markdown_table(
         numeric = {"n"} | {c for c in others if table and f"{c}_mean" in table[0]}
         cells = [
             [_format(row[group_by], False), str(row["n"])]
-            + [_mean_std(row, c) if c in numeric else _format(row[c]) for c in others]
+            + [_cell(row, c, c in numeric) for c in others]
             for row in table
         ]
     lines = [f"## {title}", ""] if title else []
@@ -139,6 +159,14 @@ def markdown_table(
     lines.append("|" + "|".join("---:" if c in numeric else "---" for c in header) + "|")
     lines.extend("| " + " | ".join(row) + " |" for row in cells)
     return "\n".join(lines)
+
+
+def _cell(row: dict, column: str, numeric: bool) -> str:
+    if numeric:
+        return _mean_std(row, column)
+    if column in IDENTIFIERS and isinstance(row[column], list):
+        return ", ".join(_format(v, False) for v in row[column])
+    return _format(row[column])
 
 
 def _mean_std(row: dict, column: str) -> str:

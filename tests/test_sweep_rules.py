@@ -79,3 +79,25 @@ def test_an_override_equal_to_a_runs_own_setting_is_not_ambiguous(tmp_path):
     sweep = _sweep(SweepRun("random-init", ["simclr"], ["optim.epochs=0"]))
     _, (cfg,) = sweep_configs(sweep, ["optim.epochs=0"], str(tmp_path))
     assert cfg.optim.epochs == 0
+
+
+def test_sweep_and_run_folders_cannot_collide(tmp_path):
+    """An experiment's folder that is a single run's folder (or the reverse) is refused with
+    one line before anything is written."""
+    from equissl.runner import pretrain
+    from equissl.sweep import run_sweep
+
+    single = tmp_path / "care-smoke"
+    single.mkdir()
+    (single / "config.yaml").write_text("name: care-smoke\n")
+    sweep = Sweep(name="care", runs=[SweepRun(name="a")], scales={"smoke": ["smoke"]})
+    with pytest.raises(ConfigError, match="folder of a single run"):
+        run_sweep(sweep, [], str(tmp_path), scale="smoke")
+    assert sorted(p.name for p in single.iterdir()) == ["config.yaml"]
+    swept = tmp_path / "study"
+    swept.mkdir()
+    (swept / "results.md").write_text("| name |\n")
+    cfg = build_config(["smoke"], [f"out_dir={tmp_path}", "name=study"])
+    with pytest.raises(ConfigError, match="folder of a sweep or experiment"):
+        pretrain(cfg)
+    assert sorted(p.name for p in swept.iterdir()) == ["results.md"]

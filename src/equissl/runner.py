@@ -24,7 +24,7 @@ from equissl import signals
 from equissl.augment import channel_stats
 from equissl.config import to_yaml
 from equissl.data import DataSplits, load_data
-from equissl.errors import UserError
+from equissl.errors import ConfigError, UserError
 from equissl.eval import (
     equivariance_metrics,
     extract_features,
@@ -278,6 +278,11 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
     run_dir = run_dir_of(cfg)
     check_accelerator(cfg)
     check_writable(run_dir, "run folder")
+    if (run_dir / "results.md").is_file() and not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"{run_dir} is the folder of a sweep or experiment (it holds results.md); choose "
+            "another name=... for this run"
+        )
     lock = run_folder_lock(run_dir) if _first_process() else contextlib.nullcontext()
     with lock:
         return _pretrain_locked(cfg, run_dir, list(callbacks))

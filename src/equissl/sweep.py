@@ -197,6 +197,11 @@ def run_sweep(
     check_writable(Path(out_dir), "sweep folder")
     # Every run is validated before the first one starts.
     root, configs = sweep_configs(sweep, overrides, out_dir, scale)
+    if (root / "config.yaml").is_file():
+        raise ConfigError(
+            f"{root} is the folder of a single run (it holds config.yaml), not of a sweep; "
+            f"pass out_dir=... or move that run"
+        )
     failures: list[str] = []
     for cfg in configs:
         run_dir = root / cfg.name

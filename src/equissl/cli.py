@@ -9,8 +9,11 @@ import errno
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
+
+DEFAULT_RUN_NAME = "run"  # the schema's default `name`: a run left unnamed on the command line
 
 USAGE = """usage: equissl <command> [preset ...] [key=value ...]
 
@@ -156,12 +159,33 @@ def _print_results(results: dict) -> None:
     print("  ".join(f"{k}={v:.2f}" for k, v in shown.items()))
 
 
+# The name given to an unnamed `equissl pretrain` run, for the line printed if a signal stops it.
+_generated: list[str] = []
+
+
+def unique_run_name(presets: list[str], out_dir: Path, now: float | None = None) -> str:
+    """`<presets>-<YYYYmmdd-HHMMSS>` (`run-...` without presets), with `-2`, `-3` ... when that
+    folder exists: an unnamed run never continues or collides with another."""
+    stem = "-".join(Path(p).stem for p in presets) or "run"
+    name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+    candidate, n = name, 1
+    while (out_dir / candidate).exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
 def cmd_pretrain(args: list[str]) -> None:
     from equissl.config import build_config
     from equissl.runner import pretrain, run_dir_of
 
     presets, overrides = _split(args)
     cfg = build_config(presets, overrides)
+    named = any(o.startswith("name=") for o in overrides) or cfg.name != DEFAULT_RUN_NAME
+    if not named:
+        cfg.name = unique_run_name(presets, Path(cfg.out_dir))
+        _generated.append(cfg.name)
+        print(f"run {run_dir_of(cfg)} (continue it with name={cfg.name})", flush=True)
     results = pretrain(cfg)
     if results:
         _print_results(results)
@@ -397,6 +421,8 @@ def _one_line(exc: BaseException) -> str:
 def _stopped(stop) -> str:
     """The line printed when a signal stops a command: what happened and how to continue."""
     what = "terminated (SIGTERM)" if stop.name == "SIGTERM" else f"interrupted ({stop.name})"
+    if stop.detail and _generated:
+        return f"{what} {stop.detail}; run the same command with name={_generated[-1]} to continue"
     if stop.detail:
         return f"{what} {stop.detail}; run the same command again (resume=auto) to continue"
     return f"{what}; a run continues from its last.ckpt with the same command (resume=auto)"

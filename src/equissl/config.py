@@ -215,7 +215,8 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    name: str = "run"
+    name: str = "run"  # the run folder is out_dir/name; `equissl pretrain` without name=
+    #   gives each run its own: <presets>-<date>-<time>
     out_dir: str = "runs"
     seed: int = 0
     resume: str = "auto"  # auto: continue from runs/<name>/last.ckpt | never

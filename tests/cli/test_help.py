@@ -83,3 +83,22 @@ def test_annotated_settings_read_as_overrides():
     pairs = [line.split("  #")[0].strip() for line in text.splitlines()]
     rebuilt = config.build_config([], [p for p in pairs if not p.startswith("method.equivariance")])
     assert rebuilt.optim == cfg.optim and rebuilt.augment == cfg.augment
+
+
+def test_unnamed_runs_get_unique_names_and_never_collide(tmp_path, capsys):
+    """The quick tour's commands without name= each get their own folder (they collided in
+    runs/run before); a name given on the command line is kept."""
+    from equissl.cli import unique_run_name
+
+    assert unique_run_name(["esimclr", "demo"], tmp_path, now=0).startswith("esimclr-demo-19")
+    first = unique_run_name(["smoke"], tmp_path, now=0)
+    (tmp_path / first).mkdir()
+    assert unique_run_name(["smoke"], tmp_path, now=0) == f"{first}-2"
+    assert unique_run_name([], tmp_path).startswith("run-")
+    argv = ["pretrain", "simclr", "smoke", "optim.epochs=0", "eval.at_end=false"]
+    for _ in range(2):
+        assert main([*argv, f"out_dir={tmp_path / 'runs'}"]) == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+    assert "continue it with name=simclr-smoke-" in capsys.readouterr().out
+    assert main([*argv, f"out_dir={tmp_path / 'named'}", "name=mine"]) == 0
+    assert [p.name for p in (tmp_path / "named").iterdir()] == ["mine"]

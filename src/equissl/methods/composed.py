@@ -159,7 +159,8 @@ class Method(nn.Module):
                 draws = [v1, v2]
             views = torch.cat(draws)
             for t in self.invariant_transforms:
-                views = t.apply(views, t.sample(views.shape[0], generator, views.device))
+                labels = t.sample(views.shape[0], generator, views.device)
+                views = t.apply_drawn(views, labels, generator)
             out["invariance"] = views
         for i, term in enumerate(self.terms):
             if not self._reuses_invariance_views(term):

@@ -185,10 +185,11 @@ class EquivarianceTerm(nn.Module):
             return t.expand(x)
         if self.mode == "predict":
             labels = t.sample(x.shape[0], generator, x.device)
-            return t.apply(x, labels), labels
+            return t.apply_drawn(x, labels, generator), labels
         a = t.sample(x.shape[0], generator, x.device)
         b = t.sample(x.shape[0], generator, x.device)
-        return torch.cat([t.apply(x, a), t.apply(x, b)]), self.relative_table[a, b]
+        pair = [t.apply_drawn(x, a, generator), t.apply_drawn(x, b, generator)]
+        return torch.cat(pair), self.relative_table[a, b]
 
     def _care_views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         t = self.transformation
@@ -200,7 +201,8 @@ class EquivarianceTerm(nn.Module):
         n = x.shape[0]
         ids = chunk_ids(n, draws, x.device)
         a, b = (t.sample(chunk_count(n, draws), generator, x.device)[ids] for _ in range(2))
-        return torch.cat([t.apply(x, a), t.apply(x, b)]), torch.stack([a, b])
+        pair = [t.apply_drawn(x, a, generator), t.apply_drawn(x, b, generator)]
+        return torch.cat(pair), torch.stack([a, b])
 
     # -- loss --------------------------------------------------------------------------------
     def head_input(self, h: Tensor) -> Tensor:

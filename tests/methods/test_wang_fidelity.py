@@ -168,3 +168,33 @@ def test_base_augmentations_paper_scale_runs_the_equivariant_network_recipe():
     # equissl's exact invariant design stays as its own run
     inv = by_name["none-eqresnet18-invariant"].backbone
     assert (inv.downsample, inv.dropout, inv.pool) == ("avg", 0.0, "mean")
+
+
+def test_a_whole_image_crop_is_the_identity_so_crop_flip_is_flip_only():
+    """Equivariant Network/train.py `sup`: RandomCrop(32) of a 32x32 image, then a flip."""
+    from equissl.methods.terms import make_augment
+
+    cfg = build_config(["pretext"], ["augment.flip_p=0"]).augment
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    views = make_augment("cropflip", 32, (1.0, 1.0), cfg)(images, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(views, images.float() / 255, atol=1e-6, rtol=0)
+    # mutation check: equissl's earlier resized crop of scale (0.2, 1) moves pixels
+    crops = make_augment("cropflip", 32, (0.2, 1.0), cfg)(images, torch.Generator().manual_seed(0))
+    assert (crops - images.float() / 255).abs().max() > 0.1
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["backbone.dropout=1.0"],
+        ["backbone.pool=group_max", "method.equivariance.0.size_ratio=0.5"],
+        ["backbone.downsample=mean"],
+        ["method.classifier_grad=frozen"],
+    ],
+)
+def test_bad_wang_settings_raise_one_line_config_errors(extra):
+    from equissl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        build_config(["pretext"], ["backbone=eqresnet18", *extra])
+    assert "\n" not in str(info.value)

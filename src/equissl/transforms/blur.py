@@ -65,11 +65,10 @@ def kernel_table(sizes: tuple[int, ...]) -> Tensor:
     return table
 
 
-def random_sigma_kernels(sizes: tuple[int, ...], labels: Tensor, sigmas: Tensor) -> Tensor:
-    """(N, kmax) 1-D kernels: image i's Gaussian of std `sigmas[i]` on the support of its
-    level's kernel size (torchvision's `_get_gaussian_kernel1d`), normalised; level 0 a delta."""
-    kmax = max(sizes)
-    half = torch.tensor((0, *sizes), device=labels.device).div(2, rounding_mode="floor")
+def random_sigma_kernels(half: Tensor, kmax: int, labels: Tensor, sigmas: Tensor) -> Tensor:
+    """(N, kmax) 1-D kernels: image i's Gaussian of std `sigmas[i]` on the support of its level
+    (`half[label]` pixels either side; torchvision's `_get_gaussian_kernel1d`), normalised;
+    level 0 (half-width 0) a delta."""
     x = torch.arange(kmax, device=labels.device, dtype=sigmas.dtype) - kmax // 2
     inside = x.abs() <= half[labels].unsqueeze(1)
     g = torch.exp(-0.5 * (x / sigmas.unsqueeze(1)) ** 2) * inside
@@ -107,9 +106,11 @@ def blur(name: str, size: int) -> Transformation:
         return Transformation(name, len(sizes) + 1, apply, None)
 
     lo, hi = (s * size / 32 for s in RANDOM_SIGMA_AT_32)
+    half = DeviceCache(torch.tensor((0, *sizes)) // 2)
 
     def with_sigmas(images: Tensor, labels: Tensor, sigmas: Tensor) -> Tensor:
-        return convolve(images, labels, random_sigma_kernels(sizes, labels, sigmas))
+        k = random_sigma_kernels(half.on(labels.device), kmax, labels, sigmas)
+        return convolve(images, labels, k)
 
     def apply_mid(images: Tensor, labels: Tensor) -> Tensor:
         sigmas = images.new_full((images.shape[0],), (lo + hi) / 2)

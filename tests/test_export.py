@@ -136,6 +136,9 @@ def test_cli_export_writes_weights_and_description(runs, tmp_path, capsys):
         "width": 4,
         "group": "c4",
         "fields": 0,
+        "downsample": "avg",
+        "dropout": 0.0,
+        "pool": "mean",
         "in_channels": 3,
     }
     assert info["num_features"] == method.backbone.num_features

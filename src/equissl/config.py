@@ -77,6 +77,8 @@ class EquivarianceConfig:
     #                           ImageNet rotation head: 2048-2048-2048-128-4)
     head_second_relu: bool = True  # E-SSL's head: Linear-LN-ReLU-Linear-LN-ReLU-Linear with
     #   SimCLR; its SimSiam head has no second ReLU (false)
+    head_form: str = "essl"  # predict/relative heads: essl (the LayerNorm head above) | mlp:
+    #   Linear(in, hidden)-ReLU-Linear(hidden, K), biases, no norm (Wang et al.'s projector)
     chunks: int = 16  # care: blocks of the batch whose Gram matrices are matched
     pair_per: str = "chunk"  # care: chunk (each chunk draws its own pair (t1, t2)) | batch (one
     #   pair for the whole batch each step, as CARE's official vmap(randomness='same'))
@@ -106,6 +108,12 @@ class MethodConfig:
     classifier: str = "detached"  # online classifier: detached | joint (+w x class CE reaches
     #                               the encoder) | eliminate (-w x class CE reaches the encoder)
     class_weight: float = 1.0  # w of the joint / eliminate modes
+    classifier_grad: str = "online"  # online: the classifier learns from its own CE on detached
+    #   features; the +-w class term reaches the encoder only | signed: the +-w term reaches the
+    #   classifier too, as Wang et al.'s verification.py (joint: only w CE; eliminate: -w CE plus
+    #   (1 - w) CE on detached features, the sum of its two steps)
+    classifier_optim: str = "own"  # own: lr optim.classifier_lr, no weight decay | shared: the
+    #   encoder's lr, schedule and weight decay (Wang et al.: one SGD over all parameters)
     equivariance: list[EquivarianceConfig] = field(default_factory=list)
 
 
@@ -117,6 +125,13 @@ class BackboneConfig:
     #                  matches the parameter count of the ResNet of this width
     group: str = "c4"  # EqResNet: c4 (90-degree rotations, p4) | d4 (and mirrors, p4m)
     fields: int = 0  # EqResNet: fields (|G| channels each) of the first stage; 0: width/sqrt|G|
+    downsample: str = "avg"  # EqResNet stride 2: avg (a stride-2 filter equal to conv + 2x2
+    #   average pooling, exact on every size) | max (conv, then 2x2 max pooling: Wang et al.)
+    dropout: float = 0.0  # EqResNet: dropout after the first conv of every block (Wang: 0.2)
+    pool: str = "mean"  # EqResNet: mean (space and group averaged: invariant) | group_max (max
+    #   over the group, no spatial pooling: Wang et al.'s 4,096 features, not invariant)
+    frozen: bool = False  # weights not trained; in training mode its BatchNorm running statistics
+    #   still follow the data (Wang et al.'s random-init baseline)
 
 
 @dataclass
@@ -257,9 +272,14 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "method.equivariance.*.uniformity_form": ("infonce", "wang_isola"),
     "method.equivariance.*.pair_per": ("chunk", "batch"),
     "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
+    "method.equivariance.*.head_form": ("essl", "mlp"),
+    "method.classifier_grad": ("online", "signed"),
+    "method.classifier_optim": ("own", "shared"),
     "backbone.name": ("resnet18", "resnet34", "resnet50", "eqresnet18", "eqresnet34"),
     "backbone.group": ("c4", "d4"),
     "backbone.stem": ("cifar", "imagenet"),
+    "backbone.downsample": ("avg", "max"),
+    "backbone.pool": ("mean", "group_max"),
     "optim.name": ("sgd", "lars", "adam"),
     "optim.schedule": ("warmup_cosine", "constant", "multistep"),
     "eval.linear.solver": ("adamw", "lbfgs"),
@@ -586,6 +606,17 @@ def _check_terms(cfg: DictConfig) -> None:
         raise ConfigError("eval.hue_sensitivity needs colour images: data.channels=3")
     if len(cfg.method.vicreg_weights) != 3:
         raise ConfigError("method.vicreg_weights needs 3 numbers: similarity, variance, covariance")
+    if not 0 <= cfg.backbone.dropout < 1:
+        raise ConfigError(
+            f"bad value for 'backbone.dropout': {cfg.backbone.dropout}; use 0 <= p < 1"
+        )
+    if cfg.backbone.pool == "group_max" and (
+        cfg.augment.size or any(t.size or t.size_ratio != 1 for t in active)
+    ):
+        raise ConfigError(
+            "backbone.pool=group_max sizes its features for the data's images: set augment.size=0 "
+            "and every term's size=0, size_ratio=1"
+        )
     if cfg.method.classifier != "detached" and cfg.method.class_weight < 0:
         raise ConfigError("bad value for 'method.class_weight': use 0 or more")
 

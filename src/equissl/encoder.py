@@ -303,6 +303,10 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Encod
             in_channels=arch["in_channels"],
             group=str(arch["group"]),
             fields=arch["fields"],
+            downsample=str(arch.get("downsample", "avg")),
+            dropout=float(arch.get("dropout", 0.0)),
+            pool=str(arch.get("pool", "mean")),
+            image_size=int(info.get("image_size") or 32),
         )
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise _bad_json(source, _one_line(exc)) from None
@@ -436,6 +440,9 @@ def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path
             "width": int(b.width),
             "group": str(b.group),
             "fields": int(b.fields),
+            "downsample": str(b.downsample),
+            "dropout": float(b.dropout),
+            "pool": str(b.pool),
             "in_channels": int(cfg.data.channels),
         },
         "label": backbone_label(cfg),
@@ -545,6 +552,10 @@ def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
             in_channels=cfg.data.channels,
             group=cfg.backbone.group,
             fields=cfg.backbone.fields,
+            downsample=cfg.backbone.downsample,
+            dropout=cfg.backbone.dropout,
+            pool=cfg.backbone.pool,
+            image_size=training_image_size(cfg) or 32,
         )
         backbone.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError) as exc:

@@ -47,9 +47,16 @@ class LARS(torch.optim.Optimizer):
 
 
 def param_groups(
-    model: nn.Module, classifier: nn.Module, *, lr: float, weight_decay: float, classifier_lr: float
+    model: nn.Module,
+    classifier: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    classifier_lr: float,
+    classifier_weight_decay: float = 0.0,
 ):
-    """The SSL parameters and the online classifier, which trains on detached features at its own lr."""
+    """The SSL parameters and the online classifier, which trains on detached features at its
+    own lr and weight decay (Wang et al.'s runs: the SSL ones, one optimiser for both)."""
     head = {id(p) for p in classifier.parameters()}
     ssl = [p for p in model.parameters() if id(p) not in head and p.requires_grad]
     return [
@@ -57,7 +64,7 @@ def param_groups(
         {
             "params": list(classifier.parameters()),
             "lr": classifier_lr,
-            "weight_decay": 0.0,
+            "weight_decay": classifier_weight_decay,
             "lars": False,
         },
     ]

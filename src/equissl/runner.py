@@ -236,7 +236,7 @@ def backbone_label(cfg: DictConfig) -> str:
 
 
 def method_label(cfg: DictConfig) -> str:
-    if cfg.optim.epochs == 0:
+    if cfg.optim.epochs == 0 or cfg.backbone.frozen:
         return "random-init"
     terms = "+".join(
         f"{t.transform}:{t.mode if t.role == 'equivariance' else 'invariant'}"

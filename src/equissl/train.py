@@ -72,12 +72,15 @@ def training_optimizer(cfg: DictConfig, method: Method) -> torch.optim.Optimizer
     """The configured optimiser over the method's parameter groups, at the base learning rate
     `optim.lr x optim.batch_size / 256` (the schedule scales it per step)."""
     o = cfg.optim
+    lr = o.lr * o.batch_size / 256
+    shared = cfg.method.classifier_optim == "shared"
     groups = param_groups(
         method,
         method.classifier,
-        lr=o.lr * o.batch_size / 256,
+        lr=lr,
         weight_decay=o.weight_decay,
-        classifier_lr=o.classifier_lr,
+        classifier_lr=lr if shared else o.classifier_lr,
+        classifier_weight_decay=o.weight_decay if shared else 0.0,
     )
     return build_optimizer(o.name, groups, momentum=o.momentum, eta=o.lars_eta, nesterov=o.nesterov)
 

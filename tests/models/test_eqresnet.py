@@ -172,3 +172,79 @@ def test_channels_last_keeps_the_output_and_its_invariance():
     fast = net(x.contiguous(memory_format=torch.channels_last))
     turned = net(torch.rot90(x, 1, (-2, -1)).contiguous(memory_format=torch.channels_last))
     assert _rel(fast, plain) < 1e-5 and _rel(turned, plain) < 1e-5
+
+
+# Wang et al.'s variant. Their model/resnet.py is stored only as a .pyc at kaotty/Understanding-ESSL
+# 6b8e2d5 ("Equivariant Network/model/__pycache__/resnet.cpython-311.pyc"); the reference below
+# is written from issue 16's reading of it and from the group layers it builds on (C_4_3x3 /
+# C_4_1x1.forward: conv2d at stride 1, then nn.MaxPool2d(2, 2) when stride != 1; C4Basic: conv,
+# Dropout, BN, ReLU, conv, BN; C4ResNet: 32 fields, then 64, 128, 256).
+
+
+def _official_stride2(x: torch.Tensor, filters: torch.Tensor, padding: int) -> torch.Tensor:
+    """C_4_3x3 / C_4_1x1 with stride 2: the stride-1 convolution, then 2x2 max pooling."""
+    return F.max_pool2d(F.conv2d(x, filters, padding=padding, stride=1), kernel_size=2, stride=2)
+
+
+@pytest.mark.parametrize("kernel,padding", [(3, 1), (1, 0)])
+def test_max_downsampling_is_the_official_conv_then_max_pool(kernel, padding):
+    torch.manual_seed(0)
+    group = get_group("c4")
+    layer = GroupConv2d(group, 3, 2, kernel, stride=2, padding=padding, downsample="max").double()
+    x = torch.randn(2, 12, 8, 8, dtype=torch.float64)
+    want = _official_stride2(x, layer.filters(), padding)
+    torch.testing.assert_close(layer(x), want, atol=1e-12, rtol=0)
+    _check_equivariant(layer, group, x, image_input=False)  # exact on even sizes
+    # mutation check: equissl's averaged stride-2 filter (downsample=avg) is another layer
+    layer.downsample = "avg"
+    assert _rel(layer(x), want) > 1e-2
+
+
+def test_wang_variant_reads_4096_group_max_pooled_features():
+    """C4 EqResNet-18 at width 64 (32 fields, 256 in the last stage) on 32x32 images: stride 2
+    by max pooling leaves 4x4 maps; max over the 4 orientations, no spatial pooling: 256 x 16 =
+    4,096 features, which a rotation of the input moves in space (not invariant)."""
+    net = build_backbone(
+        "eqresnet18", group="c4", width=64, downsample="max", dropout=0.2, pool="group_max"
+    )
+    assert net.num_features == 4096 and net.group_order == 1
+    blocks = [b for stage in net.stages for b in stage]
+    assert len(blocks) == 8 and all(b.dropout.p == 0.2 for b in blocks)
+    strided = [m for m in net.modules() if isinstance(m, GroupConv2d) and m.stride == 2]
+    assert len(strided) == 6 and all(m.downsample == "max" for m in strided)
+    small = (
+        build_backbone(
+            "eqresnet18",
+            group="c4",
+            width=8,
+            downsample="max",
+            dropout=0.2,
+            pool="group_max",
+            image_size=16,
+        )
+        .double()
+        .eval()
+    )
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    maps = small.feature_maps(x)  # (2, 32 fields x 4 orientations, 2, 2)
+    want = maps.view(2, 32, 4, 2, 2).amax(2).flatten(1)  # the group max-pool, then flatten
+    torch.testing.assert_close(small(x), want, atol=0, rtol=0)
+    assert small(x).shape == (2, small.num_features) == (2, 128)
+    rotated = small(torch.rot90(x, 1, (-2, -1))).view(2, 32, 2, 2)
+    torch.testing.assert_close(rotated, torch.rot90(want.view(2, 32, 2, 2), 1, (-2, -1)))
+    assert _rel(rotated.flatten(1), want) > 1e-3  # moved: not invariant
+    # mutation check: equissl's invariant design pools space and group (32 features, invariant)
+    plain = build_backbone("eqresnet18", group="c4", width=8).double().eval()
+    assert plain.num_features == 32
+    torch.testing.assert_close(plain(torch.rot90(x, 1, (-2, -1))), plain(x))
+
+
+def test_dropout_follows_the_first_convolution_of_each_block():
+    torch.manual_seed(0)
+    block = EqBasicBlock(get_group("c4"), 2, 2, 1, dropout=0.5)
+    seen = []
+    block.dropout.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    x = torch.randn(2, 8, 6, 6)
+    block(x)
+    torch.testing.assert_close(seen[0], block.conv1(x))
+    assert isinstance(EqBasicBlock(get_group("c4"), 2, 2, 1).dropout, torch.nn.Identity)

@@ -9,7 +9,7 @@ PRODUCTS = ("rotation+hflip", "rotation+jigsaw", "grayscale+blur", "invert+rotfl
 
 def test_base_names_and_sizes():
     sizes = {"rotation": 4, "hflip": 2, "vflip": 2, "rotflip": 8, "jigsaw": 24}
-    sizes |= {"grayscale": 2, "invert": 2, "blur": 4, "blur8": 8}
+    sizes |= {"grayscale": 2, "invert": 2, "blur": 4, "blur_fixed": 4, "blur8": 8}
     assert set(TRANSFORMS) == set(sizes)
     for name, k in sizes.items():
         t = get_transformation(name, 8)

@@ -65,7 +65,13 @@ class Method(nn.Module):
             in_channels=in_channels,
             group=cfg.backbone.group,
             fields=cfg.backbone.fields,
+            downsample=cfg.backbone.downsample,
+            dropout=cfg.backbone.dropout,
+            pool=cfg.backbone.pool,
+            image_size=image_size,
         )
+        if cfg.backbone.frozen:
+            self.backbone.requires_grad_(False)
         d = self.backbone.num_features
         self.view_size = cfg.augment.size or image_size
         self.invariance = build_invariance(m, d, self.backbone)
@@ -100,6 +106,10 @@ class Method(nn.Module):
         self.classifier = nn.Linear(d, num_classes)
         self.classifier_mode = m.classifier
         self.class_weight = float(m.class_weight)
+        # Wang et al.'s verification.py: one optimiser over every parameter, so the signed class
+        # term trains the classifier too; its `add` mode has no other classifier loss, and its
+        # `eliminate` mode steps the classifier again on the accumulated (1 - w) CE gradient.
+        self.signed_classifier = m.classifier_grad == "signed"
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
         self.channels_last = False
@@ -159,7 +169,8 @@ class Method(nn.Module):
                 draws = [v1, v2]
             views = torch.cat(draws)
             for t in self.invariant_transforms:
-                views = t.apply(views, t.sample(views.shape[0], generator, views.device))
+                labels = t.sample(views.shape[0], generator, views.device)
+                views = t.apply_drawn(views, labels, generator)
             out["invariance"] = views
         for i, term in enumerate(self.terms):
             if not self._reuses_invariance_views(term):
@@ -199,16 +210,24 @@ class Method(nn.Module):
             self.classifier(probe.detach().float()), labels
         )
         metrics["online_loss"] = online_loss.detach()
+        online_weight = 1.0
         if self.classifier_mode != "detached":
-            # The class loss reaches the encoder through a frozen copy of the online classifier.
-            w = self.classifier.weight.detach()
-            b = self.classifier.bias.detach()
-            class_loss, _ = masked_cross_entropy(F.linear(probe.float(), w, b), labels)
             sign = 1.0 if self.classifier_mode == "joint" else -1.0
+            class_loss = self._class_loss(probe, labels)
             total = total + sign * self.class_weight * class_loss
             metrics["class_loss"] = class_loss.detach()
+            if self.signed_classifier:
+                online_weight = 0.0 if sign > 0 else 1.0 - self.class_weight
         metrics["loss"] = total.detach()
-        return total + online_loss, metrics
+        return total + online_weight * online_loss, metrics
+
+    def _class_loss(self, probe: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The class CE of the joint / eliminate modes: through a frozen copy of the online
+        classifier (`classifier_grad=online`), or through the classifier itself (`signed`)."""
+        w, b = self.classifier.weight, self.classifier.bias
+        if not self.signed_classifier:
+            w, b = w.detach(), b.detach()
+        return masked_cross_entropy(F.linear(probe.float(), w, b), labels)[0]
 
     def invariance_orientations(self, x: torch.Tensor) -> torch.Tensor:
         """Orientation features of the 2N normalised invariance views: one backbone pass, or

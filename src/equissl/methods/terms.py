@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from equissl.augment import build_augment
 from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
-from equissl.models import mlp, projector, transformation_head
+from equissl.models import mlp, plain_head, projector, transformation_head
 from equissl.objectives import (
     care_loss,
     infonce_uniformity,
@@ -33,11 +33,15 @@ AUGMENT = "augment"  # mode care: the base augmentation itself is the transforma
 
 
 def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConfig):
-    """A base augmentation pipeline with the colour settings of the `augment` config."""
+    """A base augmentation pipeline with the colour settings of the `augment` config. A crop of
+    scale (1, 1) is the whole image (ratio 1: torchvision's RandomCrop(size) on a size x size
+    image, Wang et al.'s "crop"), so its crop+flip is a flip only."""
+    whole = tuple(scale) == (1.0, 1.0)
     return build_augment(
         name,
         size,
         scale=scale,
+        ratio=(1.0, 1.0) if whole else (3 / 4, 4 / 3),
         flip_p=cfg.flip_p,
         jitter=tuple(cfg.jitter),
         jitter_p=cfg.jitter_p,
@@ -159,7 +163,10 @@ class EquivarianceTerm(nn.Module):
         self.separate = cfg.heads == "separate" and len(t.factors) > 1
         sizes = [f.num_labels for f in t.factors] if self.separate else [t.num_labels]
         relu, neck = bool(cfg.head_second_relu), int(cfg.head_bottleneck)
-        self.heads = nn.ModuleList(transformation_head(d, hidden, k, relu, neck) for k in sizes)
+        if cfg.head_form == "mlp":
+            self.heads = nn.ModuleList(plain_head(d, hidden, k) for k in sizes)
+        else:
+            self.heads = nn.ModuleList(transformation_head(d, hidden, k, relu, neck) for k in sizes)
 
     # -- views -------------------------------------------------------------------------------
     def views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -185,10 +192,11 @@ class EquivarianceTerm(nn.Module):
             return t.expand(x)
         if self.mode == "predict":
             labels = t.sample(x.shape[0], generator, x.device)
-            return t.apply(x, labels), labels
+            return t.apply_drawn(x, labels, generator), labels
         a = t.sample(x.shape[0], generator, x.device)
         b = t.sample(x.shape[0], generator, x.device)
-        return torch.cat([t.apply(x, a), t.apply(x, b)]), self.relative_table[a, b]
+        pair = [t.apply_drawn(x, a, generator), t.apply_drawn(x, b, generator)]
+        return torch.cat(pair), self.relative_table[a, b]
 
     def _care_views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         t = self.transformation
@@ -200,7 +208,8 @@ class EquivarianceTerm(nn.Module):
         n = x.shape[0]
         ids = chunk_ids(n, draws, x.device)
         a, b = (t.sample(chunk_count(n, draws), generator, x.device)[ids] for _ in range(2))
-        return torch.cat([t.apply(x, a), t.apply(x, b)]), torch.stack([a, b])
+        pair = [t.apply_drawn(x, a, generator), t.apply_drawn(x, b, generator)]
+        return torch.cat(pair), torch.stack([a, b])
 
     # -- loss --------------------------------------------------------------------------------
     def head_input(self, h: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 from equissl.models.backbones import BACKBONES, build_backbone
 from equissl.models.eqresnet import EqResNet
-from equissl.models.heads import mlp, projector, transformation_head
+from equissl.models.heads import mlp, plain_head, projector, transformation_head
 from equissl.models.resnet import ResNet
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ResNet",
     "build_backbone",
     "mlp",
+    "plain_head",
     "projector",
     "transformation_head",
 ]

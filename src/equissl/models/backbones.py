@@ -19,10 +19,16 @@ def build_backbone(
     in_channels: int = 3,
     group: str = "c4",
     fields: int = 0,
+    downsample: str = "avg",
+    dropout: float = 0.0,
+    pool: str = "mean",
+    image_size: int = 32,
 ) -> nn.Module:
     """A backbone whose `forward` gives the (batch, features) representation (invariant to the
-    group for an EqResNet) and whose `orientation_features` gives (batch, features, |G|), |G| = 1
-    for a plain ResNet. `group` and `fields` (0: width / sqrt|G|) apply to EqResNets only."""
+    group for an EqResNet with `pool="mean"`) and whose `orientation_features` gives (batch,
+    features, |G|), |G| = 1 for a plain ResNet. `group`, `fields` (0: width / sqrt|G|),
+    `downsample`, `dropout`, `pool` and `image_size` (what `group_max` features are sized for)
+    apply to EqResNets only (see equissl.models.eqresnet)."""
     if name in LAYOUTS:
         return ResNet(name, stem=stem, width=width, in_channels=in_channels)
     if name not in EQ_LAYOUTS:
@@ -30,5 +36,14 @@ def build_backbone(
     if group not in GROUP_NAMES:
         raise ValueError(f"unknown group {group!r}; choose one of {', '.join(GROUP_NAMES)}")
     return EqResNet(
-        name, group=group, stem=stem, width=width, fields=fields, in_channels=in_channels
+        name,
+        group=group,
+        stem=stem,
+        width=width,
+        fields=fields,
+        in_channels=in_channels,
+        downsample=downsample,
+        dropout=dropout,
+        pool=pool,
+        image_size=image_size,
     )

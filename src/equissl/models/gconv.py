@@ -33,14 +33,23 @@ def _blur_even_axes(weight: torch.Tensor, height: int, width: int) -> torch.Tens
     return weight
 
 
+DOWNSAMPLES = ("avg", "max")
+
+
 def symmetric_conv2d(
-    x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, bias=None
+    x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, bias=None, downsample="avg"
 ) -> torch.Tensor:
-    """conv2d whose sampling grid is symmetric under the square's symmetries (stride 1 or 2)."""
+    """conv2d whose sampling grid is symmetric under the square's symmetries (stride 1 or 2).
+
+    Stride 2 with `downsample="avg"`: the stride-2 filter equal to a stride-1 convolution and
+    2x2 average pooling (exact on every size); `"max"`: a stride-1 convolution, then 2x2 max
+    pooling (Wang et al.'s EqResNet; exact on even sizes, where the 2x2 windows tile the map)."""
     if stride == 1:
         return F.conv2d(x, weight, bias, padding=padding)
     if stride != 2:
         raise ValueError("group convolutions support stride 1 or 2")
+    if downsample == "max":
+        return F.max_pool2d(F.conv2d(x, weight, bias, padding=padding), 2)
     weight = _blur_even_axes(weight, x.shape[-2], x.shape[-1])
     return F.conv2d(x, weight, bias, stride=2, padding=padding)
 
@@ -80,9 +89,14 @@ class GroupConv2d(nn.Module):
         padding: int = 0,
         lifting: bool = False,
         bias: bool = False,
+        downsample: str = "avg",
     ) -> None:
         super().__init__()
-        self.group, self.lifting = group, lifting
+        if downsample not in DOWNSAMPLES:
+            raise ValueError(
+                f"downsample must be one of {', '.join(DOWNSAMPLES)}, got {downsample!r}"
+            )
+        self.group, self.lifting, self.downsample = group, lifting, downsample
         self.stride, self.padding, self.kernel_size = stride, padding, kernel_size
         self.out_fields = out_fields
         n = 1 if lifting else group.order
@@ -107,7 +121,7 @@ class GroupConv2d(nn.Module):
         bias = None
         if self.bias is not None:
             bias = self.bias.repeat_interleave(self.group.order)
-        return symmetric_conv2d(x, self.filters(), self.stride, self.padding, bias)
+        return symmetric_conv2d(x, self.filters(), self.stride, self.padding, bias, self.downsample)
 
 
 class GroupBatchNorm(nn.Module):

@@ -40,6 +40,14 @@ def transformation_head(
     )
 
 
+def plain_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Linear-ReLU-Linear with biases and no normalisation (Wang et al.'s transformation
+    head, `CIFAR_Network.projector`: 512-2048-K)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+    )
+
+
 def mlp(
     in_dim: int,
     hidden: int,

@@ -2,7 +2,10 @@
 
 Every transformation is batched: `apply(images, labels)` transforms image i by element
 `labels[i]`, on the images' device, without per-sample Python loops or host-device syncs.
-Label 0 is always the identity element.
+Label 0 is always the identity element. A transformation with continuous parameters besides
+its label (Wang et al.'s blur: a sigma per image) draws them in `apply_drawn(images, labels,
+generator)`, the training path; `apply` is then its deterministic form (documented per
+transformation), and every other transformation's `apply_drawn` is its `apply`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ class Transformation:
     apply: Callable[[Tensor, Tensor], Tensor] = field(repr=False)
     relative: Tensor | None = field(repr=False)
     factors: tuple[Transformation, ...] = field(default=(), repr=False)
+    drawn: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = field(
+        default=None, repr=False
+    )
+
+    def apply_drawn(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        """`apply`, with any per-image continuous parameters drawn from `generator`."""
+        if self.drawn is None:
+            return self.apply(images, labels)
+        return self.drawn(images, labels, generator)
 
     def sample(
         self, n: int, generator: torch.Generator, device: torch.device | str | None = None

@@ -2,7 +2,15 @@
 
 Kernel sizes are given at 32x32 and scaled with the image: k = the odd integer nearest to
 k32 * size / 32 (ties upward), at least 3, bumped by 2 where a level would not be larger than
-the previous one; sigma = 0.3 ((k - 1) / 2 - 1) + 0.8 (OpenCV's rule for a given size).
+the previous one. Two sigma rules:
+
+- `blur` (Wang et al.'s four-fold blur): sigma drawn per image from U(0.1, 2.0) (torchvision's
+  `GaussianBlur` default, scaled by size / 32) whatever the level, so the levels differ by the
+  kernel's support. Training draws it from the caller's generator (`Transformation.apply_drawn`);
+  `apply` without a generator (held-out accuracy, probes) uses the midpoint, 1.05 at 32x32.
+- `blur_fixed`, `blur8`: sigma = 0.3 ((k - 1) / 2 - 1) + 0.8 (OpenCV's rule for a given size:
+  1.1 / 1.7 / 2.6 for kernels 5 / 9 / 15), so every level is one fixed filter.
+
 Every sample's 1-D kernel is zero-padded to the largest size (level 0 is a delta), the image
 is reflect-padded by an index gather (any pad width) and blurred by a grouped conv2d with
 groups = N*C along each axis. Not a group: relative is None.
@@ -21,8 +29,10 @@ from equissl.transforms.base import DeviceCache, Transformation, check_square
 
 KERNELS_AT_32: dict[str, tuple[int, ...]] = {
     "blur": (5, 9, 15),
+    "blur_fixed": (5, 9, 15),
     "blur8": (3, 5, 7, 9, 11, 13, 15),
 }
+RANDOM_SIGMA_AT_32 = (0.1, 2.0)  # torchvision GaussianBlur's default sigma range
 
 
 def kernel_sizes(sizes_at_32: tuple[int, ...], size: int) -> tuple[int, ...]:
@@ -55,20 +65,31 @@ def kernel_table(sizes: tuple[int, ...]) -> Tensor:
     return table
 
 
+def random_sigma_kernels(half: Tensor, kmax: int, labels: Tensor, sigmas: Tensor) -> Tensor:
+    """(N, kmax) 1-D kernels: image i's Gaussian of std `sigmas[i]` on the support of its level
+    (`half[label]` pixels either side; torchvision's `_get_gaussian_kernel1d`), normalised;
+    level 0 (half-width 0) a delta."""
+    x = torch.arange(kmax, device=labels.device, dtype=sigmas.dtype) - kmax // 2
+    inside = x.abs() <= half[labels].unsqueeze(1)
+    g = torch.exp(-0.5 * (x / sigmas.unsqueeze(1)) ** 2) * inside
+    return g / g.sum(1, keepdim=True)
+
+
 def blur(name: str, size: int) -> Transformation:
-    """`name` in KERNELS_AT_32: label 0 no blur, label i the i-th Gaussian level."""
+    """`name` in KERNELS_AT_32: label 0 no blur, label i the i-th Gaussian level (`blur`: a
+    sigma drawn per image; `blur_fixed` and `blur8`: fixed sigmas)."""
     sizes = kernel_sizes(KERNELS_AT_32[name], size)
     kernels = DeviceCache(kernel_table(sizes))
     kmax = max(sizes)
     pad = kmax // 2
     reflect = DeviceCache(torch.from_numpy(np.pad(np.arange(size), pad, mode="reflect")))
 
-    def apply(images: Tensor, labels: Tensor) -> Tensor:
+    def convolve(images: Tensor, labels: Tensor, k: Tensor) -> Tensor:
         check_square(images, size, name)
         n, c, h, w = images.shape
         if n * c == 0:
             return images.clone()
-        k = kernels.on(images.device, images.dtype)[labels].repeat_interleave(c, 0)
+        k = k.repeat_interleave(c, 0)
         index = reflect.on(images.device)
         x = images.reshape(1, n * c, h, w)
         x = F.conv2d(x.index_select(3, index), k.view(n * c, 1, 1, kmax), groups=n * c)
@@ -77,4 +98,26 @@ def blur(name: str, size: int) -> Transformation:
         # under any convolution algorithm the backend picks (TF32, FFT, Winograd)
         return torch.where((labels == 0).view(n, 1, 1, 1), images, x.view(n, c, h, w))
 
-    return Transformation(name, len(sizes) + 1, apply, None)
+    if name != "blur":
+
+        def apply(images: Tensor, labels: Tensor) -> Tensor:
+            return convolve(images, labels, kernels.on(images.device, images.dtype)[labels])
+
+        return Transformation(name, len(sizes) + 1, apply, None)
+
+    lo, hi = (s * size / 32 for s in RANDOM_SIGMA_AT_32)
+    half = DeviceCache(torch.tensor((0, *sizes)) // 2)
+
+    def with_sigmas(images: Tensor, labels: Tensor, sigmas: Tensor) -> Tensor:
+        k = random_sigma_kernels(half.on(labels.device), kmax, labels, sigmas)
+        return convolve(images, labels, k)
+
+    def apply_mid(images: Tensor, labels: Tensor) -> Tensor:
+        sigmas = images.new_full((images.shape[0],), (lo + hi) / 2)
+        return with_sigmas(images, labels, sigmas)
+
+    def apply_drawn(images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        u = torch.rand(images.shape[0], generator=generator, device=generator.device)
+        return with_sigmas(images, labels, (lo + (hi - lo) * u).to(images.device, images.dtype))
+
+    return Transformation(name, len(sizes) + 1, apply_mid, None, drawn=apply_drawn)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from equissl.transforms.base import Transformation, split_mixed_radix
@@ -43,6 +44,12 @@ def product(factors: Sequence[Transformation], size: int) -> Transformation:
             images = factor.apply(images, label)
         return images
 
+    def apply_drawn(images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        for factor, label in zip(flat, split_mixed_radix(labels, radices), strict=True):
+            images = factor.apply_drawn(images, label, generator)
+        return images
+
+    drawn = apply_drawn if any(f.drawn is not None for f in flat) else None
     relative = None
     if all(f.relative is not None for f in flat):
         signatures = probe_signatures(apply, num_labels, size)
@@ -51,4 +58,4 @@ def product(factors: Sequence[Transformation], size: int) -> Transformation:
             relative = relative_table(tables, inverted, _factor_generators(flat))
             if relative is not None and not inverted.any():
                 apply = from_table(name, tables, size, relative).apply
-    return Transformation(name, num_labels, apply, relative, flat)
+    return Transformation(name, num_labels, apply, relative, flat, drawn)

@@ -21,6 +21,7 @@ _BUILDERS: dict[str, Callable[[int, int], Transformation]] = {
     "grayscale": lambda size, channels: grayscale(channels),
     "invert": lambda size, channels: invert(channels),
     "blur": lambda size, channels: blur("blur", size),
+    "blur_fixed": lambda size, channels: blur("blur_fixed", size),
     "blur8": lambda size, channels: blur("blur8", size),
 }
 

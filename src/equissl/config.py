@@ -69,8 +69,8 @@ class EquivarianceConfig:
     augment: str = "simclr"  # base augmentation of the transformed view
     size: int = 0  # crop size of the transformed view; 0: size_ratio x the data size
     size_ratio: float = 0.5  # E-SSL's small crops: 16x16 on 32x32 CIFAR
-    scale_min: float = 0.2
-    scale_max: float = 1.0
+    scale_min: float = 0.2  # RandomResizedCrop area range of the transformed view
+    scale_max: float = 1.0  # (as a fraction of the image)
     expand: bool = True  # every element per image (E-SSL's 4 rotations); false: one sampled
     head_hidden: int = 0  # hidden width of the head; 0: 4 x backbone features (2048 at 512)
     head_bottleneck: int = 0  # >0: a Linear(hidden, b)-LayerNorm before the output layer (E-SSL's
@@ -142,11 +142,11 @@ class OptimConfig:
     milestones: list[float] = field(default_factory=list)  # multistep: epochs where lr x gamma
     gamma: float = 0.1  # multistep: the factor at each milestone
     lr: float = 0.03  # base learning rate, scaled by batch_size / 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 10.0
+    momentum: float = 0.9  # SGD / LARS momentum
+    weight_decay: float = 5e-4  # L2 on the SSL parameters (LARS: on >1-D weights only)
+    warmup_epochs: float = 10.0  # warmup_cosine: linear warm-up from 0 over these epochs
     batch_size: int = 512  # global batch size (split across processes)
-    epochs: int = 800
+    epochs: int = 800  # 0: no training (a randomly initialised encoder is evaluated)
     classifier_lr: float = 0.1  # online linear classifier (detached features)
     lars_eta: float = 0.02  # LARS trust coefficient (solo-learn's CIFAR value; FAIR's and
     #                         E-SSL's ImageNet code use 0.001)
@@ -156,15 +156,15 @@ class OptimConfig:
 @dataclass
 class TrainerConfig:
     accelerator: str = "auto"  # auto | cpu | gpu
-    devices: int = 1
-    num_nodes: int = 1
+    devices: int = 1  # processes (GPUs) per node
+    num_nodes: int = 1  # nodes (the global batch is split over devices x num_nodes)
     strategy: str = "auto"  # auto | ddp
     precision: str = "auto"  # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed | 16-mixed
     channels_last: bool = True  # on GPU only
     compile: bool = False  # torch.compile the backbone (checkpoint keys unchanged)
-    sync_batchnorm: bool = False
-    log_every_n_steps: int = 20
-    progress_bar: bool = True
+    sync_batchnorm: bool = False  # DDP: BatchNorm statistics over all processes
+    log_every_n_steps: int = 20  # steps between metrics.csv rows (and non-finite checks)
+    progress_bar: bool = True  # Lightning's progress bar
     threads: int = 0  # CPU threads for torch; 0 leaves the default
 
 
@@ -197,8 +197,8 @@ class TransferConfig:
 
 @dataclass
 class KnnEvalConfig:
-    k: int = 200
-    temperature: float = 0.1
+    k: int = 200  # neighbours voting (cosine similarity of the frozen features)
+    temperature: float = 0.1  # votes weighted by exp(similarity / temperature)
 
 
 @dataclass
@@ -232,8 +232,8 @@ class EvalConfig:
 class Config:
     name: str = "run"  # the run folder is out_dir/name; `equissl pretrain` without name=
     #   gives each run its own: <presets>-<date>-<time>
-    out_dir: str = "runs"
-    seed: int = 0
+    out_dir: str = "runs"  # the folder that holds the run folders
+    seed: int = 0  # seeds the initialisation, the views of every step and the evaluation
     resume: str = "auto"  # auto: continue from runs/<name>/last.ckpt | never
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

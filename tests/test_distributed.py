@@ -135,3 +135,29 @@ def test_barlow_twins_and_vicreg_under_ddp_match_single_process_on_global_batch(
         with torch.no_grad():
             halves = [_losses(model, x1[s], x2[s])[name] for s in (slice(0, N), slice(N, None))]
         assert not torch.allclose(sum(halves) / 2, loss.detach(), rtol=1e-3), name
+
+
+def _queue_rank(rank: int, world: int) -> dict:
+    from equissl.models import KeyQueue
+
+    torch.manual_seed(0)
+    queue = KeyQueue(size=8, dim=D)
+    keys = _data()[0][:, :D]
+    queue.push(keys[rank * 3 : (rank + 1) * 3])  # 3 keys per rank, 6 per step
+    queue.push(keys[6 + rank * 3 : 6 + (rank + 1) * 3])
+    return {"keys": queue.keys, "ptr": queue.ptr}
+
+
+def test_moco_queue_enqueues_every_rank_keys_in_rank_order(tmp_path):
+    """MoCo's _dequeue_and_enqueue gathers the keys of every process before writing them: each
+    rank's queue equals one process pushing the concatenated global batch."""
+    from equissl.models import KeyQueue
+
+    ddp = _on_each_rank(_queue_rank, tmp_path)
+    torch.manual_seed(0)
+    queue = KeyQueue(size=8, dim=D)
+    keys = _data()[0][:, :D]
+    queue.push(keys[:6])
+    queue.push(keys[6:12])
+    assert torch.equal(ddp["keys"], queue.keys)
+    assert int(ddp["ptr"]) == int(queue.ptr) == 4

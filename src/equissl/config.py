@@ -91,13 +91,14 @@ class EquivarianceConfig:
 
 @dataclass
 class MethodConfig:
-    invariance: str = "simclr"  # simclr | simsiam | byol | barlow_twins | vicreg | none
+    invariance: str = "simclr"  # simclr | moco | simsiam | byol | barlow_twins | vicreg | none
     temperature: float = 0.5  # SimCLR
     negatives: str = "both_views"  # SimCLR: both_views (the SimCLR paper's NT-Xent, 2N-2
     #   negatives) | other_view (E-SSL's official InfoNCE: each anchor against the other view's
     #   N embeddings, symmetrised)
     view_passes: str = "joint"  # joint: both invariance views in one backbone pass (shared
-    #   BatchNorm statistics) | separate: one pass per view, as E-SSL's official code
+    #   BatchNorm statistics) | separate: one pass per view (also a care term's two copies), as
+    #   E-SSL's and CARE's official code
     proj_hidden: int = 0  # 0: the method's recipe, scaled with the backbone width
     proj_dim: int = 0  # 0: the method's recipe, scaled with the backbone width
     pred_hidden: int = 0  # SimSiam/BYOL predictor; 0: the method's recipe
@@ -105,6 +106,11 @@ class MethodConfig:
     barlow_lambda: float = 0.0051  # Barlow Twins: weight of the off-diagonal terms
     barlow_scale: float = 0.1  # Barlow Twins: loss scale (solo-learn's CIFAR recipe)
     vicreg_weights: list[float] = field(default_factory=lambda: [25.0, 25.0, 1.0])  # sim/var/cov
+    proj_norm: str = "auto"  # SimCLR/MoCo projector's BatchNorm: auto (the method's recipe:
+    #   both for SimCLR, none for MoCo) | both (E-SSL's) | hidden (SimCLR's and CARE's CIFAR
+    #   Linear-BN-ReLU-Linear) | none (MoCo-v2's Linear-ReLU-Linear)
+    moco_queue: int = 65536  # MoCo: negative keys kept from earlier batches
+    moco_momentum: float = 0.999  # MoCo: key encoder <- m x key + (1 - m) x query, every step
     classifier: str = "detached"  # online classifier: detached | joint (+w x class CE reaches
     #                               the encoder) | eliminate (-w x class CE reaches the encoder)
     class_weight: float = 1.0  # w of the joint / eliminate modes
@@ -262,7 +268,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "data.channels": (1, 3),
     "data.device_resident": ("auto", "always", "never"),
     "augment.invariance": ("simclr", "cropflip", "none"),
-    "method.invariance": ("simclr", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
+    "method.invariance": ("simclr", "moco", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
+    "method.proj_norm": ("auto", "both", "hidden", "none"),
     "method.classifier": ("detached", "joint", "eliminate"),
     "method.negatives": ("both_views", "other_view"),
     "method.view_passes": ("joint", "separate"),
@@ -292,6 +299,7 @@ POSITIVE = (
     "optim.lr",
     "optim.batch_size",
     "method.temperature",
+    "method.moco_queue",
     "backbone.width",
     "trainer.devices",
     "trainer.num_nodes",
@@ -541,6 +549,24 @@ def _check_care(cfg: DictConfig, term: DictConfig, key: str, parts: list[str]) -
         )
 
 
+def _check_moco(cfg: DictConfig) -> None:
+    m = cfg.method
+    if not 0 <= m.moco_momentum <= 1:
+        raise ConfigError(f"bad value for 'method.moco_momentum': {m.moco_momentum}; use 0..1")
+    if m.invariance != "moco":
+        return
+    if m.moco_queue < cfg.optim.batch_size:
+        raise ConfigError(
+            f"method.moco_queue={m.moco_queue} is smaller than optim.batch_size="
+            f"{cfg.optim.batch_size}; a step's keys must fit in the queue"
+        )
+    if any(t.mode == "regress" and t.role == "equivariance" for t in m.equivariance):
+        raise ConfigError(
+            "method.invariance=moco encodes one query view; a regress term needs both "
+            "(use simclr or another invariance method)"
+        )
+
+
 def _check_terms(cfg: DictConfig) -> None:
     from equissl.transforms import TRANSFORMS
 
@@ -617,6 +643,7 @@ def _check_terms(cfg: DictConfig) -> None:
             "backbone.pool=group_max sizes its features for the data's images: set augment.size=0 "
             "and every term's size=0, size_ratio=1"
         )
+    _check_moco(cfg)
     if cfg.method.classifier != "detached" and cfg.method.class_weight < 0:
         raise ConfigError("bad value for 'method.class_weight': use 0 or more")
 

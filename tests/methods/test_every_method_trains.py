@@ -144,3 +144,22 @@ def test_eqresnet_rotation_head_reads_the_orientation_features():
     h, h_turned = method.encode_for(term, x), method.encode_for(term, turned)
     assert not torch.allclose(h, h_turned, atol=1e-3)
     assert torch.allclose(h_turned.view(2, 16, 4), h.view(2, 16, 4).roll(1, -1), atol=1e-5)
+
+
+@pytest.mark.parametrize("care", [False, True], ids=["moco", "moco+care"])
+def test_moco_trains(care):
+    """MoCo-v2 (and MoCo-v2 + CARE, CARE's ImageNet-100 pairing): a queue of one batch, so
+    from step 1 the negatives are real keys; step 0 contrasts against the random initial
+    queue and is left out."""
+    term = (
+        [
+            "method.equivariance=[{transform: augment, mode: care, chunks: 4, weight: 0.5, "
+            "pair_per: batch, size_ratio: 1.0}]"
+        ]
+        if care
+        else []
+    )
+    overrides = ["method.moco_queue=16", "optim.batch_size=16", "method.moco_momentum=0.9"]
+    losses = _train(["moco"], [*overrides, *term])
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    assert _decreases(losses[1:]), losses

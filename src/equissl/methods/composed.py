@@ -17,7 +17,7 @@ from torch import nn
 
 from equissl.augment import normalize, resize_float, to_float
 from equissl.eval.features import eval_mode
-from equissl.methods.invariance import BYOL, build_invariance, per_view
+from equissl.methods.invariance import BYOL, MoCo, build_invariance, per_view
 from equissl.methods.terms import EquivarianceTerm, make_augment, parameter_difference
 from equissl.models import build_backbone
 from equissl.objectives.care import full_precision
@@ -76,6 +76,7 @@ class Method(nn.Module):
         self.view_size = cfg.augment.size or image_size
         self.invariance = build_invariance(m, d, self.backbone)
         self.separate_views = m.view_passes == "separate"
+        self.query_only = bool(getattr(self.invariance, "query_only", False))
         if self.invariance is not None:
             a = cfg.augment
             self.view_augment = make_augment(
@@ -139,8 +140,8 @@ class Method(nn.Module):
         """What `term` reads: the flattened orientation features (an EqResNet's group axis,
         which its invariant representation pools away), or for `care` terms the
         representation its projector embeds."""
-        if term.mode == "care":
-            return self.encode(views)
+        if term.mode == "care":  # its two copies: one pass, or one each (view_passes=separate)
+            return per_view(self.backbone, self.normalize(views), self.separate_views)
         return self.backbone.orientation_features(self.normalize(views)).flatten(1)
 
     def make_views(
@@ -188,7 +189,8 @@ class Method(nn.Module):
         probe = h_inv = o_inv = None
         if self.invariance is not None:
             x = self.normalize(views["invariance"])
-            o_inv = self.invariance_orientations(x)  # reusing terms read it too
+            # reusing terms read o_inv too; MoCo encodes only its query view online
+            o_inv = self.invariance_orientations(x[:n] if self.query_only else x)
             h_inv = o_inv.mean(-1)
             ssl, parts = self.invariance(h_inv, x)
             total = total + ssl
@@ -231,7 +233,9 @@ class Method(nn.Module):
 
     def invariance_orientations(self, x: torch.Tensor) -> torch.Tensor:
         """Orientation features of the 2N normalised invariance views: one backbone pass, or
-        one per view with `method.view_passes=separate`."""
+        one per view with `method.view_passes=separate` (N views, MoCo's queries: one pass)."""
+        if self.query_only:
+            return self.backbone.orientation_features(x)
         return per_view(self.backbone.orientation_features, x, self.separate_views)
 
     def _pool_orientations(self, h: torch.Tensor) -> torch.Tensor:
@@ -245,8 +249,9 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:
-        """Per-step updates outside the optimiser (BYOL's target); progress in [0, 1]."""
-        if isinstance(self.invariance, BYOL):
+        """Per-step updates outside the optimiser (BYOL's target, MoCo's key encoder); progress
+        in [0, 1]."""
+        if isinstance(self.invariance, (BYOL, MoCo)):
             self.invariance.update_target(self.backbone, progress)
 
     @torch.no_grad()

@@ -11,14 +11,16 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from equissl.models import mlp, projector
+from equissl.models import KeyQueue, mlp, projector
 from equissl.objectives import (
     barlow_twins_loss,
     byol_loss,
     info_nce,
+    moco_loss,
     nt_xent,
     simsiam_loss,
     vicreg_loss,
@@ -48,13 +50,58 @@ class SimCLR(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d)
+        norm = "both" if m.proj_norm == "auto" else m.proj_norm
+        self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, norm)
         self.temperature = float(m.temperature)
         self.contrast = info_nce if m.negatives == "other_view" else nt_xent
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
         loss = self.contrast(*_halves(self.projector(h)), self.temperature)
         return loss, {"ssl_loss": loss.detach()}
+
+
+class MoCo(nn.Module):
+    """MoCo-v2: the query (view 1, through the online backbone and projector) against its key
+    (view 2, through a momentum copy of both) and a queue of earlier keys; projector d-d-128
+    without BatchNorm (MoCo-v2's), temperature `method.temperature` (0.2 in MoCo-v2), queue
+    `moco_queue`, constant momentum `moco_momentum`. Only view 1 goes through the online
+    backbone (`query_only`): the loss is MoCo's, not symmetrised."""
+
+    query_only = True  # the composed method encodes only the first invariance view online
+
+    def __init__(self, m: DictConfig, d: int, backbone: nn.Module) -> None:
+        super().__init__()
+        norm = "none" if m.proj_norm == "auto" else m.proj_norm
+        self.projector = projector(d, m.proj_hidden or d, m.proj_dim or 128, norm)
+        self.key_backbone = copy.deepcopy(backbone)
+        self.key_projector = copy.deepcopy(self.projector)
+        for p in self.key_parameters():
+            p.requires_grad_(False)
+        self.queue = KeyQueue(int(m.moco_queue), m.proj_dim or 128)
+        self.temperature = float(m.temperature)
+        self.momentum = float(m.moco_momentum)
+
+    def key_parameters(self):
+        yield from self.key_backbone.parameters()
+        yield from self.key_projector.parameters()
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
+        """`h`: online features of view 1 (N rows); `x`: both normalised views (2N)."""
+        q = self.projector(h)
+        with torch.no_grad():
+            k = F.normalize(self.key_projector(self.key_backbone(x[h.shape[0] :])).float(), dim=1)
+        # A copy: the push below overwrites the queue the backward pass reads.
+        loss = moco_loss(q, k, self.queue.keys.clone(), self.temperature)
+        self.queue.push(k)  # after the loss: this step's keys are not their own negatives
+        return loss, {"ssl_loss": loss.detach()}
+
+    @torch.no_grad()
+    def update_target(self, backbone: nn.Module, progress: float) -> None:
+        """key <- m key + (1 - m) query for the parameters (after each optimiser step, which
+        is where MoCo's update before the next key pass lands); the key encoder's BatchNorm
+        statistics are its own, as MoCo's."""
+        online = [*backbone.parameters(), *self.projector.parameters()]
+        torch._foreach_lerp_(list(self.key_parameters()), online, 1 - self.momentum)
 
 
 class SimSiam(nn.Module):
@@ -150,6 +197,8 @@ def build_invariance(m: DictConfig, d: int, backbone: nn.Module) -> nn.Module | 
         return None
     if m.invariance == "byol":
         return BYOL(m, d, backbone)
+    if m.invariance == "moco":
+        return MoCo(m, d, backbone)
     return {"simclr": SimCLR, "simsiam": SimSiam, "barlow_twins": BarlowTwins, "vicreg": VICReg}[
         m.invariance
     ](m, d)

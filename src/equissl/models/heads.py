@@ -5,8 +5,19 @@ from __future__ import annotations
 from torch import nn
 
 
-def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """E-SSL's CIFAR projector: Linear-BN-ReLU-Linear-BN(no affine), no biases before BN."""
+def projector(in_dim: int, hidden: int, out_dim: int, norm: str = "both") -> nn.Sequential:
+    """A two-layer projector; `norm` says where BatchNorm sits.
+
+    both: E-SSL's CIFAR projector, Linear-BN-ReLU-Linear-BN(no affine), no biases before BN;
+    hidden: SimCLR's and CARE's CIFAR one, Linear(no bias)-BN-ReLU-Linear;
+    none: MoCo-v2's (and CARE's ImageNet-100) one, Linear-ReLU-Linear.
+    """
+    if norm == "none":
+        return nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+        )
+    if norm == "hidden":
+        return mlp(in_dim, hidden, out_dim, layers=2)
     return nn.Sequential(
         nn.Linear(in_dim, hidden, bias=False),
         nn.BatchNorm1d(hidden),

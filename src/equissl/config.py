@@ -50,6 +50,11 @@ class AugmentConfig:
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # sigma ~ U(lo, hi)
     solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.0])  # per view (E-SSL's
     #   ImageNet code: 0 / 0.2)
+    term_blur_p: float = 0.0  # blur probability of the equivariance terms' views (E-SSL's
+    #   ImageNet rotation crops: 0.1); same kernel and sigma range
+    term_solarize_p: float = 0.0  # solarisation probability of the terms' views
+    interpolation: str = "bilinear"  # resampling of the invariance views' crops: bilinear |
+    #   bicubic (PIL's antialiased bicubic, E-SSL's ImageNet views); the terms' crops: bilinear
 
 
 @dataclass
@@ -231,6 +236,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "data.channels": (1, 3),
     "data.device_resident": ("auto", "always", "never"),
     "augment.invariance": ("simclr", "cropflip", "none"),
+    "augment.interpolation": ("bilinear", "bicubic"),
     "method.invariance": ("simclr", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
     "method.classifier": ("detached", "joint", "eliminate"),
     "method.negatives": ("both_views", "other_view"),
@@ -478,7 +484,32 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive or null")
+    _check_augment(cfg.augment)
     _check_terms(cfg)
+
+
+def _check_augment(a: DictConfig) -> None:
+    """Blur and solarisation settings: per-view probabilities, an odd kernel, a sigma range."""
+    for key in ("blur_p", "solarize_p"):
+        values = list(a[key])
+        if len(values) != 2 or not all(0 <= p <= 1 for p in values):
+            raise ConfigError(
+                f"bad value for 'augment.{key}': {values}; two probabilities in [0, 1], "
+                "one per invariance view"
+            )
+    for key in ("term_blur_p", "term_solarize_p"):
+        if not 0 <= a[key] <= 1:
+            raise ConfigError(f"bad value for 'augment.{key}': {a[key]}; a probability in [0, 1]")
+    if a.blur_kernel < 0 or (a.blur_kernel > 0 and a.blur_kernel % 2 == 0):
+        raise ConfigError(
+            f"bad value for 'augment.blur_kernel': {a.blur_kernel}; an odd size, or 0 for 10% "
+            "of the view size"
+        )
+    sigma = list(a.blur_sigma)
+    if len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]:
+        raise ConfigError(
+            f"bad value for 'augment.blur_sigma': {sigma}; [lo, hi] with 0 < lo <= hi"
+        )
 
 
 CONTINUOUS = ("crop", "jitter")  # view parameters a `regress` term predicts

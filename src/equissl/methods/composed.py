@@ -72,9 +72,13 @@ class Method(nn.Module):
         self.separate_views = m.view_passes == "separate"
         if self.invariance is not None:
             a = cfg.augment
-            self.view_augment = make_augment(
-                a.invariance, self.view_size, (a.scale_min, a.scale_max), a
-            )
+            scale = (a.scale_min, a.scale_max)
+            # One pipeline per invariance view: they differ only in their blur and
+            # solarisation probabilities (E-SSL's ImageNet views: blur 1.0 / 0.1, solarise 0 / 0.2).
+            self.view_augments = [
+                make_augment(a.invariance, self.view_size, scale, a, view) for view in (0, 1)
+            ]
+            self.view_augment = self.view_augments[0]
         active = [t for t in m.equivariance if t.role == "equivariance"]
         self.invariant_transforms = [
             get_transformation(t.transform, self.view_size, in_channels)
@@ -148,7 +152,7 @@ class Method(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.invariance is not None:
             params = any(self._reuses_invariance_views(t) for t in self.terms)
-            draws = [self.view_augment(images, generator, return_params=params) for _ in range(2)]
+            draws = [aug(images, generator, return_params=params) for aug in self.view_augments]
             if params:
                 (v1, p1), (v2, p2) = draws
                 for i, term in enumerate(self.terms):

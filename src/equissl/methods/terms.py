@@ -32,8 +32,15 @@ PARAMS_PER_PART = 4  # crop: centre y, centre x, height, width; jitter: 4 factor
 AUGMENT = "augment"  # mode care: the base augmentation itself is the transformation
 
 
-def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConfig):
-    """A base augmentation pipeline with the colour settings of the `augment` config."""
+def make_augment(
+    name: str, size: int, scale: tuple[float, float], cfg: DictConfig, view: int | None = None
+):
+    """A base augmentation pipeline with the colour settings of the `augment` config: for
+    invariance view `view` (0 or 1: its blur and solarisation probabilities, the configured
+    interpolation) or, with None, for an equivariance term (`term_blur_p`, `term_solarize_p`,
+    bilinear crops)."""
+    blur_p = cfg.term_blur_p if view is None else cfg.blur_p[view]
+    solarize_p = cfg.term_solarize_p if view is None else cfg.solarize_p[view]
     return build_augment(
         name,
         size,
@@ -42,6 +49,11 @@ def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConf
         jitter=tuple(cfg.jitter),
         jitter_p=cfg.jitter_p,
         gray_p=cfg.gray_p,
+        interpolation="bilinear" if view is None else cfg.interpolation,
+        blur_p=blur_p,
+        blur_kernel=cfg.blur_kernel,
+        blur_sigma=tuple(cfg.blur_sigma),
+        solarize_p=solarize_p,
     )
 
 

@@ -100,6 +100,10 @@ class MethodConfig:
     #   BatchNorm statistics) | separate: one pass per view, as E-SSL's official code
     proj_hidden: int = 0  # 0: the method's recipe, scaled with the backbone width
     proj_dim: int = 0  # 0: the method's recipe, scaled with the backbone width
+    proj_layers: int = 0  # linear layers of the projector; 0: the method's recipe (2 for
+    #   SimCLR/SimSiam/BYOL, 3 for Barlow Twins/VICReg); E-SSL's ImageNet projectors have 3
+    proj_last_affine: bool = False  # SimCLR/SimSiam: an affine last BatchNorm (E-SSL's ImageNet
+    #   SimCLR projector); false: E-SSL's CIFAR and SimSiam's plain BatchNorm
     pred_hidden: int = 0  # SimSiam/BYOL predictor; 0: the method's recipe
     ema: float = 0.99  # BYOL: base momentum of the target, raised to 1 on a cosine schedule
     barlow_lambda: float = 0.0051  # Barlow Twins: weight of the off-diagonal terms
@@ -291,6 +295,7 @@ NON_NEGATIVE = (
     "eval.linear.weight_decay",
     "eval.finetune.weight_decay",
     "backbone.fields",
+    "method.proj_layers",
     "eval.finetune.epochs",
 )  # 0 epochs: a randomly initialised encoder
 

@@ -41,6 +41,13 @@ def per_view(fn, x: Tensor, separate: bool) -> Tensor:
     return torch.cat([fn(x1), fn(x2)])
 
 
+def _projector(m: DictConfig, d: int) -> nn.Sequential:
+    """SimCLR's and SimSiam's projector: E-SSL's CIFAR one (d-4d-4d, plain last BN) unless the
+    config sizes it (E-SSL's ImageNet ones: 3 layers, SimCLR's with an affine last BN)."""
+    hidden, out = m.proj_hidden or 4 * d, m.proj_dim or 4 * d
+    return projector(d, hidden, out, m.proj_layers or 2, bool(m.proj_last_affine))
+
+
 class SimCLR(nn.Module):
     """Contrastive loss on E-SSL's projector (d-4d-4d, 2048-2048 at full width), temperature
     0.5: the SimCLR paper's NT-Xent (`negatives=both_views`) or E-SSL's official cross-view
@@ -48,7 +55,7 @@ class SimCLR(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d)
+        self.projector = _projector(m, d)
         self.temperature = float(m.temperature)
         self.contrast = info_nce if m.negatives == "other_view" else nt_xent
 
@@ -64,7 +71,7 @@ class SimSiam(nn.Module):
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
         out = m.proj_dim or 4 * d
-        self.projector = projector(d, m.proj_hidden or 4 * d, out)
+        self.projector = _projector(m, d)
         self.predictor = mlp(out, m.pred_hidden or d, out, layers=2)
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
@@ -81,7 +88,7 @@ class BYOL(nn.Module):
         super().__init__()
         out = m.proj_dim or max(d // 2, 1)
         hidden = m.proj_hidden or 8 * d
-        self.projector = mlp(d, hidden, out, layers=2)
+        self.projector = mlp(d, hidden, out, layers=m.proj_layers or 2)
         self.predictor = mlp(out, m.pred_hidden or hidden, out, layers=2)
         self.target_backbone = copy.deepcopy(backbone)
         self.target_projector = copy.deepcopy(self.projector)
@@ -122,7 +129,7 @@ class BarlowTwins(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, layers=3)
+        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, m.proj_layers or 3)
         self.lambd, self.scale = float(m.barlow_lambda), float(m.barlow_scale)
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
@@ -136,7 +143,7 @@ class VICReg(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, layers=3)
+        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, m.proj_layers or 3)
         self.weights = tuple(float(w) for w in m.vicreg_weights)
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:

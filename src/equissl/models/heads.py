@@ -5,15 +5,24 @@ from __future__ import annotations
 from torch import nn
 
 
-def projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """E-SSL's CIFAR projector: Linear-BN-ReLU-Linear-BN(no affine), no biases before BN."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden, bias=False),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, out_dim, bias=False),
-        nn.BatchNorm1d(out_dim, affine=False),
-    )
+def projector(
+    in_dim: int, hidden: int, out_dim: int, layers: int = 2, last_affine: bool = False
+) -> nn.Sequential:
+    """(Linear(no bias)-BN-ReLU) x (layers - 1), then Linear(no bias)-BN, no biases before BN.
+
+    layers=2, no last affine: E-SSL's CIFAR projector (512-2048-2048). layers=3: its ImageNet
+    projectors, 2048-2048-2048-128 with an affine last BN for SimCLR (`last_affine`),
+    2048-2048-2048-2048 with a plain last BN for SimSiam.
+    """
+    if layers < 1:
+        raise ValueError(f"projector needs layers >= 1, got {layers}")
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules += [nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(True)]
+        dim = hidden
+    modules += [nn.Linear(dim, out_dim, bias=False), nn.BatchNorm1d(out_dim, affine=last_affine)]
+    return nn.Sequential(*modules)
 
 
 def transformation_head(

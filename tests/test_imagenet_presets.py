@@ -10,12 +10,17 @@
   weight decay 1e-4, `adjust_learning_rate` (cosine, no warm-up, to 0), --crop 96, the same
   `Transform`; `simsiam/builder.py` at 29ef4e0 (projector 2048-2048-2048, last BN without
   affine; predictor 2048-512-2048; rotation head 2048-2048-2048-256(LN)-4); `run.sh` and
-  README at 29ef4e0 / 359b27c: --rotation 0.08.
+  README at 29ef4e0 / 359b27c: --rotation 0.08. Its `linear_probe.py` at 29ef4e0: LARC over
+  SGD lr 0.1 x 4096/256, momentum 0.9, no weight decay, cosine, batch 4096, 90 epochs.
 - `imagenet/barlowtwins/main.py` at 359b27c: batch 4096, --learning-rate-weights 0.2 x
   batch / 256, weight decay 1e-6, --lambd 0.0051, --projector 8192-8192-8192 (last Linear
   without bias or BN; a BatchNorm1d(affine=False) on z in the loss), loss on_diag + lambd x
   off_diag (unscaled), `LARS(eta=0.001)`, 10 warm-up epochs, end 0.001 x base; rotation head
-  2048-2048-2048-256(LN)-4; README at 359b27c: --rotation 8.
+  2048-2048-2048-256(LN)-4; README at 359b27c: --rotation 8. Its `linear_probe.py` at eb2b0a7:
+  SGD lr 0.3, momentum 0.9, weight decay 1e-6, cosine, batch 256, 100 epochs.
+- `imagenet/simclr/linear_probe.py` at 9957024: SGD lr 0.1, momentum 0.9, weight decay 1e-6, a
+  CosineAnnealingLR that is never stepped (constant), batch 256, 100 epochs. All three probes:
+  RandomResizedCrop(224) (bilinear) + flip, test Resize(256) + CenterCrop(224), frozen encoder.
 """
 
 import pytest
@@ -57,8 +62,26 @@ ROTATION = {  # rotate_images: all four rotations of the rotation crop
     "augment.term_blur_p": 0.1,
     "augment.term_solarize_p": 0.0,
 }
+PROBE = {
+    "eval.linear.augmented.optimizer": "sgd",
+    "eval.linear.augmented.momentum": 0.9,
+    "eval.linear.augmented.seeds": 1,
+    "eval.linear.augmented.drop_last": False,
+    "eval.linear.augmented.train_augment": "cropflip",
+    "eval.linear.augmented.scale_min": 0.08,
+    "eval.linear.augmented.interpolation": "bilinear",
+    "eval.linear.augmented.test_resize": 256,
+    "eval.linear.augmented.test_crop": 224,
+    "eval.linear.augmented.encoder_bn": "eval",
+}
 SIMCLR = {
     **VIEWS,
+    **PROBE,
+    "eval.linear.augmented.lr": 0.1,
+    "eval.linear.augmented.weight_decay": 1e-6,
+    "eval.linear.augmented.schedule": "constant",
+    "eval.linear.augmented.epochs": 100,
+    "eval.linear.augmented.batch_size": 256,
     "method.invariance": "simclr",
     "method.temperature": 0.2,
     "method.negatives": "other_view",
@@ -76,6 +99,12 @@ SIMCLR = {
 }
 SIMSIAM = {
     **VIEWS,
+    **PROBE,
+    "eval.linear.augmented.lr": 0.1 * 4096 / 256,
+    "eval.linear.augmented.weight_decay": 0.0,
+    "eval.linear.augmented.schedule": "cosine",
+    "eval.linear.augmented.epochs": 90,
+    "eval.linear.augmented.batch_size": 4096,
     "method.invariance": "simsiam",
     "method.proj_hidden": 2048,
     "method.proj_dim": 2048,
@@ -92,6 +121,12 @@ SIMSIAM = {
 }
 BARLOW = {
     **VIEWS,
+    **PROBE,
+    "eval.linear.augmented.lr": 0.3,
+    "eval.linear.augmented.weight_decay": 1e-6,
+    "eval.linear.augmented.schedule": "cosine",
+    "eval.linear.augmented.epochs": 100,
+    "eval.linear.augmented.batch_size": 256,
     "method.invariance": "barlow_twins",
     "method.proj_hidden": 8192,
     "method.proj_dim": 8192,

@@ -74,6 +74,15 @@ PROBE = {
     "eval.linear.augmented.test_crop": 224,
     "eval.linear.augmented.encoder_bn": "eval",
 }
+LARS_4096 = {  # SimCLR's and Barlow Twins' optimiser, schedule, batch and epochs
+    "optim.name": "lars",
+    "optim.lars_eta": 0.001,
+    "optim.end_lr": 0.001,
+    "optim.warmup_epochs": 10,
+    "optim.weight_decay": 1e-6,
+    "optim.batch_size": 4096,
+    "optim.epochs": 100,
+}
 SIMCLR = {
     **VIEWS,
     **PROBE,
@@ -89,13 +98,7 @@ SIMCLR = {
     "method.proj_dim": 128,
     "method.proj_layers": 3,
     "method.proj_last_affine": True,
-    "optim.name": "lars",
-    "optim.lars_eta": 0.001,
-    "optim.end_lr": 0.001,
-    "optim.warmup_epochs": 10,
-    "optim.weight_decay": 1e-6,
-    "optim.batch_size": 4096,
-    "optim.epochs": 100,
+    **LARS_4096,
 }
 SIMSIAM = {
     **VIEWS,
@@ -133,13 +136,7 @@ BARLOW = {
     "method.proj_layers": 3,
     "method.barlow_lambda": 0.0051,
     "method.barlow_scale": 1.0,
-    "optim.name": "lars",
-    "optim.lars_eta": 0.001,
-    "optim.end_lr": 0.001,
-    "optim.warmup_epochs": 10,
-    "optim.weight_decay": 1e-6,
-    "optim.batch_size": 4096,
-    "optim.epochs": 100,
+    **LARS_4096,
 }
 # Peak lr as equissl computes it (lr x batch / 256) against the official peak.
 PEAK_LR = {"simclr": 4.8, "simsiam": 0.05 * 512 / 256, "barlow_twins": 0.2 * 4096 / 256}

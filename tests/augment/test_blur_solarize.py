@@ -134,3 +134,18 @@ def test_config_builds_two_view_pipelines_and_rejects_bad_settings():
     ):
         with pytest.raises(ConfigError):
             build_config([], [bad])
+
+
+def test_accelerator_path_processes_every_image_and_keeps_the_unselected(monkeypatch):
+    """Off the CPU every image is blurred (unblurred ones with sigma 0: the identity) and a mask
+    picks: the same views as the CPU's subset path."""
+    import equissl.augment.pipelines as pipelines
+
+    images = _images(n=24, size=10)
+    aug = build_augment("simclr", 10, blur_p=0.5, blur_kernel=3, solarize_p=0.5)
+    cpu = aug(images, torch.Generator().manual_seed(4))
+    monkeypatch.setattr(pipelines, "_select_on_host", lambda device: False)
+    masked = aug(images, torch.Generator().manual_seed(4))
+    assert torch.isfinite(masked).all() and torch.allclose(masked, cpu, atol=1e-6)
+    x = torch.rand(2, 3, 5, 5)
+    assert torch.allclose(gaussian_blur(x, torch.zeros(2), 3), x)  # sigma 0: the identity

@@ -22,10 +22,11 @@ def blur_kernel_size(kernel: int, size: int) -> int:
 
 
 def gaussian_taps(sigma: Tensor, kernel: int) -> Tensor:
-    """Normalised 1-D Gaussian taps ``(N, kernel)`` for per-image ``sigma`` ``(N,)``."""
+    """Normalised 1-D Gaussian taps ``(N, kernel)`` for per-image ``sigma`` ``(N,)``; a sigma of
+    0 (an image drawn without blur) gives the identity tap, not a division by zero."""
     half = (kernel - 1) / 2
     offsets = torch.linspace(-half, half, kernel, device=sigma.device, dtype=sigma.dtype)
-    taps = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
+    taps = torch.exp(-0.5 * (offsets / sigma.clamp_min(1e-6)[:, None]) ** 2)
     return taps / taps.sum(dim=1, keepdim=True)
 
 

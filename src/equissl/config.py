@@ -174,6 +174,7 @@ class AugmentedLinearConfig:
     seeds: int = 5
     drop_last: bool = True  # drop the last partial training batch (E-SSL's loader)
     train_augment: str = "cropflip"  # cropflip | simclr (CARE: with jitter, gray, blur) | none
+    size: int = 0  # training views' size; 0: test_crop (or the image size if that is 0)
     scale_min: float = 0.08  # RandomResizedCrop's default scale (0.08, 1)
     interpolation: str = "bicubic"  # training crops and test resize: bicubic | bilinear
     blur_p: float = 0.0  # train_augment=simclr: blur probability (CARE: 0.5, kernel 3)
@@ -334,6 +335,7 @@ NON_NEGATIVE = (
     "eval.linear.augmented.momentum",
     "eval.linear.augmented.test_resize",
     "eval.linear.augmented.test_crop",
+    "eval.linear.augmented.size",
     "eval.finetune.weight_decay",
     "backbone.fields",
     "method.proj_layers",

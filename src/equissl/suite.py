@@ -104,6 +104,7 @@ def augmented_probe_results(
         seeds=a.seeds,
         drop_last=a.drop_last,
         train_augment=a.train_augment,
+        size=a.size,
         scale=(a.scale_min, 1.0),
         interpolation=a.interpolation,
         blur_p=a.blur_p,

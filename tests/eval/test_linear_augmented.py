@@ -61,7 +61,9 @@ def test_training_follows_the_official_sgd_and_cosine_schedule():
     labels = torch.randint(0, 3, (16,), generator=g)
     encoder = nn.Flatten()
     mean, std = torch.zeros(3), torch.ones(3)
-    recipe = AugmentedProbe(epochs=6, batch_size=16, seeds=1, train_augment="none", lr=0.5)
+    recipe = AugmentedProbe(
+        epochs=6, batch_size=16, seeds=1, train_augment="none", lr=0.5, test_resize=0, test_crop=0
+    )
     head = train_probe_head(encoder, images, labels, 3, recipe, mean, std, seed=7, device="cpu")
     weight, bias = init_heads([torch.Generator().manual_seed(7)], 48, 3)
     features = to_float(images).flatten(1)

@@ -49,6 +49,7 @@ class AugmentedProbe:
     seeds: int = 5
     drop_last: bool = True
     train_augment: str = "cropflip"  # the training views: crop+flip | SimCLR's | none
+    size: int = 0  # of the training views; 0: test_crop, or the image size without one
     scale: tuple[float, float] = (0.08, 1.0)
     interpolation: str = "bicubic"  # of the training crops and the test resize
     blur_p: float = 0.0  # train_augment=simclr: blur probability (CARE's probe: 0.5)
@@ -139,7 +140,7 @@ def train_probe_head(
     """One classifier (nn.Linear's init, from a generator seeded with `seed`) trained on fresh
     views of every batch of uint8 `images` on `device`; returns it."""
     gen = torch.Generator(device).manual_seed(seed)
-    size = images.shape[-1]
+    size = recipe.size or recipe.test_crop or images.shape[-1]
     augment = build_augment(
         recipe.train_augment,
         size,
@@ -148,7 +149,7 @@ def train_probe_head(
         blur_p=recipe.blur_p,
         blur_kernel=recipe.blur_kernel,
     )
-    with _frozen(encoder, recipe.encoder_bn):
+    with eval_mode(encoder):  # the feature size, without touching BatchNorm statistics
         dim = _features(encoder, to_float(images[:2].to(device)), mean, std).shape[1]
     head = nn.Linear(dim, num_classes)
     with torch.no_grad():  # nn.Linear's uniform init, drawn from this seed's own generator

@@ -63,7 +63,6 @@ ROTATION = {  # rotate_images: all four rotations of the rotation crop
     "augment.term_solarize_p": 0.0,
 }
 PROBE = {
-    "eval.linear.augmented.optimizer": "sgd",
     "eval.linear.augmented.momentum": 0.9,
     "eval.linear.augmented.seeds": 1,
     "eval.linear.augmented.drop_last": False,
@@ -86,6 +85,7 @@ LARS_4096 = {  # SimCLR's and Barlow Twins' optimiser, schedule, batch and epoch
 SIMCLR = {
     **VIEWS,
     **PROBE,
+    "eval.linear.augmented.optimizer": "sgd",
     "eval.linear.augmented.lr": 0.1,
     "eval.linear.augmented.weight_decay": 1e-6,
     "eval.linear.augmented.schedule": "constant",
@@ -103,6 +103,7 @@ SIMCLR = {
 SIMSIAM = {
     **VIEWS,
     **PROBE,
+    "eval.linear.augmented.optimizer": "lars",
     "eval.linear.augmented.lr": 0.1 * 4096 / 256,
     "eval.linear.augmented.weight_decay": 0.0,
     "eval.linear.augmented.schedule": "cosine",
@@ -125,6 +126,7 @@ SIMSIAM = {
 BARLOW = {
     **VIEWS,
     **PROBE,
+    "eval.linear.augmented.optimizer": "sgd",
     "eval.linear.augmented.lr": 0.3,
     "eval.linear.augmented.weight_decay": 1e-6,
     "eval.linear.augmented.schedule": "cosine",

@@ -164,7 +164,8 @@ class AugmentedLinearConfig:
     """The probe trained on augmented views through the frozen encoder every epoch (defaults:
     E-SSL's CIFAR-10 linear evaluation, cifar10/main.py eval_loop)."""
 
-    optimizer: str = "sgd"  # sgd (momentum) | adam (CARE's probe)
+    optimizer: str = "sgd"  # sgd (momentum) | adam (CARE's probe) | lars (trust 0.001 on the
+    #   weight: SimSiam's ImageNet probe, LARC)
     lr: float = 30.0
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -286,7 +287,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "optim.schedule": ("warmup_cosine", "constant", "multistep"),
     "eval.linear.solver": ("adamw", "lbfgs"),
     "eval.linear.protocol": ("cached", "augmented"),
-    "eval.linear.augmented.optimizer": ("sgd", "adam"),
+    "eval.linear.augmented.optimizer": ("sgd", "adam", "lars"),
     "eval.linear.augmented.schedule": ("cosine", "constant"),
     "eval.linear.augmented.train_augment": ("cropflip", "simclr", "none"),
     "eval.linear.augmented.interpolation": ("bilinear", "bicubic"),

@@ -92,7 +92,7 @@ def test_probe_runs_with_both_recipes_and_leaves_the_encoder_alone(bn):
     encoder = TinyNet()
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     care = dict(optimizer="adam", lr=1e-3, weight_decay=1e-6, schedule="constant")
-    kw = care if bn == "train" else {}
+    kw = care if bn == "train" else dict(optimizer="lars", lr=1.6)  # CARE's / SimSiam's
     recipe = AugmentedProbe(
         epochs=2,
         batch_size=16,

@@ -28,8 +28,10 @@ from equissl.errors import UserError
 from equissl.eval.features import eval_mode
 from equissl.eval.linear import init_heads
 from equissl.eval.validation import check_splits
+from equissl.optim import LARS
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "lars")
+LARS_TRUST = 0.001  # SimSiam's ImageNet probe: apex LARC(trust_coefficient=0.001, clip=False)
 SCHEDULES = ("cosine", "constant")
 TRAIN_AUGMENTS = ("cropflip", "simclr", "none")
 ENCODER_BN = ("eval", "train")
@@ -39,7 +41,9 @@ ENCODER_BN = ("eval", "train")
 class AugmentedProbe:
     """The recipe; defaults are E-SSL's CIFAR-10 linear evaluation."""
 
-    optimizer: str = "sgd"
+    optimizer: str = (
+        "sgd"  # sgd (momentum) | adam | lars (SGD with trust ratio 0.001 on the weight)
+    )
     lr: float = 30.0
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -163,6 +167,14 @@ def train_probe_head(
             lr=recipe.lr,
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
+        )
+    elif recipe.optimizer == "lars":
+        opt = LARS(
+            head.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            eta=LARS_TRUST,
         )
     else:
         opt = torch.optim.Adam(head.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)

@@ -87,6 +87,26 @@ def test_eval_runs_the_whole_suite(checkpoint, tmp_path):
         assert (run / png).stat().st_size > 1000, png
 
 
+def test_eval_reports_the_augmented_probe_beside_the_cached_one(checkpoint, tmp_path):
+    """eval.linear.protocol=augmented (E-SSL's linear evaluation, small limits here): its result
+    is under linear_aug_*, the cached probe's under linear_*."""
+    argv = [
+        "eval",
+        f"ckpt={checkpoint}",
+        "out=aug.json",
+        "eval.linear.protocol=augmented",
+        "eval.linear.augmented.epochs=1",
+        "eval.linear.augmented.seeds=2",
+        "eval.linear.augmented.batch_size=64",
+        "eval.linear.augmented.test_resize=14",
+        "eval.linear.augmented.test_crop=12",
+    ]
+    assert main(argv) == 0
+    r = json.loads((checkpoint.parent / "aug.json").read_text())
+    assert len(r["linear_aug_accs"]) == 2 and 0 <= r["linear_aug_acc"] <= 100
+    assert 0 <= r["linear_acc"] <= 100 and r["linear_aug_seconds"] > 0
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
@@ -94,6 +114,8 @@ def test_eval_runs_the_whole_suite(checkpoint, tmp_path):
         ("eval.low_label=[1.5]", "a label fraction in (0, 1]"),
         ("eval.corruptions=[rain]", "bad value for 'eval.corruptions.0': 'rain'"),
         ("eval.linear.solver=sgd", "choose one of adamw, lbfgs"),
+        ("eval.linear.protocol=fast", "choose one of cached, augmented"),
+        ("eval.linear.augmented.optimizer=lbfgs", "choose one of sgd, adam"),
         ("eval.finetune.epochs=-1", "'eval.finetune.epochs'"),
     ],
 )

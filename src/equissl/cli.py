@@ -154,7 +154,16 @@ def _quiet(command: str) -> None:
 
 
 def _print_results(results: dict) -> None:
-    keys = ("linear_acc", "linear_std", "knn_acc", "transform_acc", "train_seconds", "eval_seconds")
+    keys = (
+        "linear_acc",
+        "linear_std",
+        "linear_aug_acc",
+        "linear_aug_std",
+        "knn_acc",
+        "transform_acc",
+        "train_seconds",
+        "eval_seconds",
+    )
     shown = {k: results[k] for k in keys if isinstance(results.get(k), (int, float))}
     print("  ".join(f"{k}={v:.2f}" for k, v in shown.items()))
 

@@ -53,6 +53,11 @@ class AugmentConfig:
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # sigma ~ U(lo, hi)
     solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.0])  # per view (E-SSL's
     #   ImageNet code: 0 / 0.2)
+    term_blur_p: float = 0.0  # blur probability of the equivariance terms' views (E-SSL's
+    #   ImageNet rotation crops: 0.1); same kernel and sigma range
+    term_solarize_p: float = 0.0  # solarisation probability of the terms' views
+    interpolation: str = "bilinear"  # resampling of the invariance views' crops: bilinear |
+    #   bicubic (PIL's antialiased bicubic, E-SSL's ImageNet views); the terms' crops: bilinear
 
 
 @dataclass
@@ -101,6 +106,10 @@ class MethodConfig:
     #   E-SSL's and CARE's official code
     proj_hidden: int = 0  # 0: the method's recipe, scaled with the backbone width
     proj_dim: int = 0  # 0: the method's recipe, scaled with the backbone width
+    proj_layers: int = 0  # linear layers of the projector; 0: the method's recipe (2 for
+    #   SimCLR/SimSiam/BYOL, 3 for Barlow Twins/VICReg); E-SSL's ImageNet projectors have 3
+    proj_last_affine: bool = False  # SimCLR/SimSiam: an affine last BatchNorm (E-SSL's ImageNet
+    #   SimCLR projector); false: E-SSL's CIFAR and SimSiam's plain BatchNorm
     pred_hidden: int = 0  # SimSiam/BYOL predictor; 0: the method's recipe
     ema: float = 0.99  # BYOL: base momentum of the target, raised to 1 on a cosine schedule
     barlow_lambda: float = 0.0051  # Barlow Twins: weight of the off-diagonal terms
@@ -175,7 +184,36 @@ class TrainerConfig:
 
 
 @dataclass
+class AugmentedLinearConfig:
+    """The probe trained on augmented views through the frozen encoder every epoch (defaults:
+    E-SSL's CIFAR-10 linear evaluation, cifar10/main.py eval_loop)."""
+
+    optimizer: str = "sgd"  # sgd (momentum) | adam (CARE's probe) | lars (trust 0.001 on the
+    #   weight: SimSiam's ImageNet probe, LARC)
+    lr: float = 30.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine: per step to 0, no warm-up | constant
+    epochs: int = 100
+    batch_size: int = 256
+    seeds: int = 5
+    drop_last: bool = True  # drop the last partial training batch (E-SSL's loader)
+    train_augment: str = "cropflip"  # cropflip | simclr (CARE: with jitter, gray, blur) | none
+    size: int = 0  # training views' size; 0: test_crop (or the image size if that is 0)
+    scale_min: float = 0.08  # RandomResizedCrop's default scale (0.08, 1)
+    interpolation: str = "bicubic"  # training crops and test resize: bicubic | bilinear
+    blur_p: float = 0.0  # train_augment=simclr: blur probability (CARE: 0.5, kernel 3)
+    blur_kernel: int = 0  # odd; 0: 10% of the image size, made odd
+    test_resize: int = 36  # Resize(shorter side) of the test images; 0: none
+    test_crop: int = 32  # then CenterCrop; 0: none
+    encoder_bn: str = "eval"  # eval (E-SSL) | train: batch statistics, as CARE's net.train()
+
+
+@dataclass
 class LinearEvalConfig:
+    protocol: str = "cached"  # cached: the probe on cached features only | augmented: also the
+    #   probe on augmented views every epoch (`augmented`), reported as linear_aug_* (GPU cost)
+    augmented: AugmentedLinearConfig = field(default_factory=AugmentedLinearConfig)
     solver: str = "adamw"  # adamw: mini-batch, seeds x epochs | lbfgs: the full-batch optimum
     #                        in seconds (seeds and epochs do not apply)
     seeds: int = 3
@@ -268,6 +306,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "data.channels": (1, 3),
     "data.device_resident": ("auto", "always", "never"),
     "augment.invariance": ("simclr", "cropflip", "none"),
+    "augment.interpolation": ("bilinear", "bicubic"),
     "method.invariance": ("simclr", "moco", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
     "method.proj_norm": ("auto", "both", "hidden", "none"),
     "method.classifier": ("detached", "joint", "eliminate"),
@@ -290,6 +329,12 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "optim.name": ("sgd", "lars", "adam"),
     "optim.schedule": ("warmup_cosine", "constant", "multistep"),
     "eval.linear.solver": ("adamw", "lbfgs"),
+    "eval.linear.protocol": ("cached", "augmented"),
+    "eval.linear.augmented.optimizer": ("sgd", "adam", "lars"),
+    "eval.linear.augmented.schedule": ("cosine", "constant"),
+    "eval.linear.augmented.train_augment": ("cropflip", "simclr", "none"),
+    "eval.linear.augmented.interpolation": ("bilinear", "bicubic"),
+    "eval.linear.augmented.encoder_bn": ("eval", "train"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
     "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
@@ -308,6 +353,10 @@ POSITIVE = (
     "eval.linear.epochs",
     "eval.linear.batch_size",
     "eval.linear.lr",
+    "eval.linear.augmented.lr",
+    "eval.linear.augmented.epochs",
+    "eval.linear.augmented.batch_size",
+    "eval.linear.augmented.seeds",
     "eval.knn.k",
     "eval.knn.temperature",
     "eval.equivariance_limit",
@@ -327,8 +376,14 @@ NON_NEGATIVE = (
     "optim.weight_decay",
     "optim.gamma",
     "eval.linear.weight_decay",
+    "eval.linear.augmented.weight_decay",
+    "eval.linear.augmented.momentum",
+    "eval.linear.augmented.test_resize",
+    "eval.linear.augmented.test_crop",
+    "eval.linear.augmented.size",
     "eval.finetune.weight_decay",
     "backbone.fields",
+    "method.proj_layers",
     "eval.finetune.epochs",
 )  # 0 epochs: a randomly initialised encoder
 
@@ -522,7 +577,39 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"bad value for '{key}': {value!r}; it must be positive or null")
+    _check_augment(cfg)
     _check_terms(cfg)
+
+
+def _check_augment(cfg: DictConfig) -> None:
+    """Blur and solarisation settings: per-view probabilities, an odd kernel, a sigma range
+    (of the pretraining views and of the augmented linear probe)."""
+    a = cfg.augment
+    for key in ("blur_p", "solarize_p"):
+        values = list(a[key])
+        if len(values) != 2 or not all(0 <= p <= 1 for p in values):
+            raise ConfigError(
+                f"bad value for 'augment.{key}': {values}; two probabilities in [0, 1], "
+                "one per invariance view"
+            )
+    for key in ("term_blur_p", "term_solarize_p"):
+        if not 0 <= a[key] <= 1:
+            raise ConfigError(f"bad value for 'augment.{key}': {a[key]}; a probability in [0, 1]")
+    if a.blur_kernel < 0 or (a.blur_kernel > 0 and a.blur_kernel % 2 == 0):
+        raise ConfigError(
+            f"bad value for 'augment.blur_kernel': {a.blur_kernel}; an odd size, or 0 for 10% "
+            "of the view size"
+        )
+    probe = cfg.eval.linear.augmented
+    if not 0 < probe.scale_min <= 1 or not 0 <= probe.blur_p <= 1:
+        raise ConfigError("eval.linear.augmented: scale_min in (0, 1] and blur_p in [0, 1]")
+    if probe.blur_kernel < 0 or (probe.blur_kernel > 0 and probe.blur_kernel % 2 == 0):
+        raise ConfigError("bad value for 'eval.linear.augmented.blur_kernel': odd, or 0")
+    sigma = list(a.blur_sigma)
+    if len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]:
+        raise ConfigError(
+            f"bad value for 'augment.blur_sigma': {sigma}; [lo, hi] with 0 < lo <= hi"
+        )
 
 
 CONTINUOUS = ("crop", "jitter")  # view parameters a `regress` term predicts

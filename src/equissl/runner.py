@@ -38,6 +38,7 @@ from equissl.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
 from equissl.suite import (
+    augmented_probe_results,
     corruption_results,
     embedding_views,
     low_label_results,
@@ -190,6 +191,8 @@ def evaluate_method(
     t_features = time.perf_counter() - t0
     out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
     heads = out.pop("heads")
+    if cfg.eval.linear.protocol == "augmented":
+        out.update(augmented_probe_results(method, data, cfg, device))
     if cfg.eval.low_label:
         out.update(low_label_results(method, data, cfg, device, train_f, test_f))
     if cfg.eval.transfer.name:

@@ -21,6 +21,7 @@ from equissl.eval.embedding import (
     tsne_coordinates,
     umap_coordinates,
 )
+from equissl.eval.linear_augmented import AugmentedProbe, augmented_linear_probe
 from equissl.eval.low_label import finetune_accuracy, low_label_indices
 from equissl.methods import Method
 from equissl.reports.embedding import plot_embedding_maps, plot_retrieval
@@ -88,6 +89,55 @@ def probe_and_knn(
     if return_heads:
         out["heads"] = result["heads"]
     return out
+
+
+def augmented_probe_results(
+    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+) -> dict[str, Any]:
+    """`eval.linear.augmented`: the probe trained on augmented views through the frozen
+    backbone every epoch (E-SSL's or CARE's protocol), as linear_aug_acc / _std / _accs /
+    _seconds beside the cached probe's linear_acc."""
+    a = cfg.eval.linear.augmented
+    recipe = AugmentedProbe(
+        optimizer=a.optimizer,
+        lr=a.lr,
+        momentum=a.momentum,
+        weight_decay=a.weight_decay,
+        schedule=a.schedule,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        seeds=a.seeds,
+        drop_last=a.drop_last,
+        train_augment=a.train_augment,
+        size=a.size,
+        scale=(a.scale_min, 1.0),
+        interpolation=a.interpolation,
+        blur_p=a.blur_p,
+        blur_kernel=a.blur_kernel,
+        test_resize=a.test_resize,
+        test_crop=a.test_crop,
+        encoder_bn=a.encoder_bn,
+    )
+    result = augmented_linear_probe(
+        method.backbone,
+        data.train.images,
+        data.train.labels,
+        data.test.images,
+        data.test.labels,
+        num_classes=data.num_classes,
+        mean=method.mean,
+        std=method.std,
+        recipe=recipe,
+        seed=cfg.seed,
+        device=device,
+        eval_batch_size=cfg.eval.batch_size,
+    )
+    return {
+        "linear_aug_acc": result["acc_mean"],
+        "linear_aug_std": result["acc_std"],
+        "linear_aug_accs": result["accs"],
+        "linear_aug_seconds": result["seconds"],
+    }
 
 
 def low_label_results(

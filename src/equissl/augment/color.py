@@ -17,6 +17,9 @@ from torch import Tensor
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 IDENTITY_FACTORS = (1.0, 1.0, 1.0, 0.0)
+# PIL's ImageOps.solarize inverts uint8 values i >= 128; PIL rounds a resampled view to
+# uint8 first, and round(255 x) >= 128 exactly when x >= 0.5.
+SOLARIZE_THRESHOLD = 0.5
 
 
 # Hue (in turns) at which R, G and B are furthest from their peak: the centres of the
@@ -124,6 +127,11 @@ def adjust_saturation(x: Tensor, factor: Tensor | float) -> Tensor:
 def adjust_hue(x: Tensor, shift: Tensor | float) -> Tensor:
     """Rotate the HSV hue of RGB images by ``shift`` turns (torchvision semantics)."""
     return adjust_hue_(x.clone(), shift)
+
+
+def solarize_(x: Tensor, _: Tensor | None = None) -> Tensor:
+    """In place: ``1 - x`` where ``x >= 0.5``, else ``x`` (PIL's ``ImageOps.solarize``)."""
+    return x.copy_(torch.where(x >= SOLARIZE_THRESHOLD, 1 - x, x))
 
 
 _KERNELS = (adjust_brightness_, adjust_contrast_, adjust_saturation_, adjust_hue_)

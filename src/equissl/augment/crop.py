@@ -5,7 +5,9 @@ fallback), drawn for every image in one go. Cropping, resizing and flipping are 
 linear map per image, ``out = Wy @ img @ Wx^T``, applied with two batched matmuls: this is
 exactly bilinear interpolation of the cropped region (``align_corners=False``, no antialias,
 edges clamped to the box as ``F.interpolate`` of the slice does), with the flip folded into
-``Wx`` and the uint8 -> [0, 1] scaling folded into ``Wy``.
+``Wx`` and the uint8 -> [0, 1] scaling folded into ``Wy``. With ``interpolation="bicubic"`` the
+rows hold PIL's antialiased bicubic weights instead (what torchvision's
+``RandomResizedCrop(interpolation=BICUBIC)`` computes on PIL images).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from torch import Tensor
 from equissl.augment.stats import UINT8_SCALE
 
 TRIES = 10
+INTERPOLATIONS = ("bilinear", "bicubic")
+CUBIC_A = -0.5  # PIL's bicubic coefficient (and F.interpolate's with antialias=True)
 
 
 def sample_crop_boxes(
@@ -93,6 +97,39 @@ def interpolation_matrix(
     return (src.unsqueeze(2) - pixels.unsqueeze(1)).abs_().neg_().add_(1).clamp_min_(0)
 
 
+def cubic(t: Tensor) -> Tensor:
+    """Keys' cubic convolution kernel with a = -0.5 at offsets ``t`` (0 beyond |t| >= 2)."""
+    t = t.abs()
+    a = CUBIC_A
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = (((t - 5) * t + 8) * t - 4) * a
+    return torch.where(t < 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def bicubic_matrix(
+    start: Tensor, length: Tensor, in_size: int, out_size: int, reverse: Tensor | None = None
+) -> Tensor:
+    """Per-image antialiased bicubic resampling matrices ``(n, out_size, in_size)``: PIL's.
+
+    Output pixel ``o`` of the crop ``[start, start + length)`` is centred at
+    ``c = (o + 0.5) * length / out_size`` in crop coordinates; input pixel ``p`` of the crop
+    weighs ``cubic((p + 0.5 - c) / s)`` with ``s = max(length / out_size, 1)`` (the kernel is
+    stretched when shrinking: antialiasing), the weights of pixels inside the crop normalised
+    to sum 1. ``reverse`` mirrors the output.
+    """
+    out_idx = torch.arange(out_size, device=start.device, dtype=start.dtype)
+    if reverse is not None:
+        out_idx = torch.where(reverse[:, None], (out_size - 1) - out_idx, out_idx)
+    scale = (length / out_size)[:, None, None]
+    centre = (out_idx + 0.5).expand(start.shape[0], out_size).unsqueeze(2) * scale  # (n, out, 1)
+    pixels = torch.arange(in_size, device=start.device, dtype=start.dtype) - start[:, None]
+    pixels = pixels.unsqueeze(1)  # (n, 1, in)
+    weights = cubic((pixels + 0.5 - centre) / scale.clamp_min(1))
+    inside = (pixels >= 0) & (pixels < length[:, None, None])
+    weights = weights * inside
+    return weights / weights.sum(dim=2, keepdim=True)
+
+
 def crop_matrices(
     boxes: Tensor,
     height: int,
@@ -100,20 +137,22 @@ def crop_matrices(
     size: int,
     flipped: Tensor | None = None,
     gain: float = 1.0,
+    interpolation: str = "bilinear",
 ) -> tuple[Tensor, Tensor]:
     """Row and column resampling matrices ``wy (N, size, H) * gain``, ``wx (N, size, W)``."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    build = bicubic_matrix if interpolation == "bicubic" else interpolation_matrix
     boxes = boxes.to(torch.float32)
     n = boxes.shape[0]
     if height == width:  # square images: build both in one go (fewer small ops)
         no_flip = torch.zeros(n, dtype=torch.bool, device=boxes.device)
         reverse = None if flipped is None else torch.cat([no_flip, flipped])
-        both = interpolation_matrix(
-            boxes[:, :2].T.reshape(-1), boxes[:, 2:].T.reshape(-1), height, size, reverse
-        )
+        both = build(boxes[:, :2].T.reshape(-1), boxes[:, 2:].T.reshape(-1), height, size, reverse)
         wy, wx = both[:n], both[n:]
     else:
-        wy = interpolation_matrix(boxes[:, 0], boxes[:, 2], height, size)
-        wx = interpolation_matrix(boxes[:, 1], boxes[:, 3], width, size, flipped)
+        wy = build(boxes[:, 0], boxes[:, 2], height, size)
+        wx = build(boxes[:, 1], boxes[:, 3], width, size, flipped)
     return (wy.mul_(gain) if gain != 1 else wy), wx
 
 
@@ -132,17 +171,21 @@ def resized_crop(
     size: int,
     flipped: Tensor | None = None,
     out: Tensor | None = None,
+    interpolation: str = "bilinear",
 ) -> Tensor:
-    """Crop each image to its box, resize to ``size`` x ``size`` (bilinear) and flip where asked.
+    """Crop each image to its box, resize to ``size`` x ``size`` and flip where asked.
 
     ``images``: uint8 ``(N, C, H, W)`` (result in [0, 1]) or float (result in the same units).
     ``boxes``: ``(N, 4)`` rows ``(top, left, h, w)`` in whole pixels inside the image.
     ``flipped``: optional bool ``(N,)``, mirrors those outputs left-right.
     ``out``: optional contiguous float32 ``(N, C, size, size)`` to write into.
+    ``interpolation``: "bilinear" (``F.interpolate``, no antialias) or "bicubic" (PIL's).
     """
     height, width = images.shape[-2:]
     is_uint8 = images.dtype == torch.uint8
     gain = UINT8_SCALE if is_uint8 else 1.0
-    wy, wx = crop_matrices(boxes.to(images.device), height, width, size, flipped, gain)
+    wy, wx = crop_matrices(
+        boxes.to(images.device), height, width, size, flipped, gain, interpolation
+    )
     out = apply_matrices(images, wy, wx, out)
     return out.clamp_(0, 1) if is_uint8 else out

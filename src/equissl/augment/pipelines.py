@@ -1,7 +1,11 @@
 """Named augmentation pipelines that turn a uint8 batch into float views on its own device.
 
 Every random choice is drawn as a batch tensor from the caller's ``torch.Generator``, in a fixed
-order that does not depend on the data, so the same generator state gives the same views.
+order that does not depend on the data, so the same generator state gives the same views. The
+order is crop, flip, (simclr) jitter, jitter order, grayscale, then blur and its sigma and
+solarisation, the last two only when their probability is above 0 (so a pipeline without them
+draws exactly what it drew before they existed). Rendering follows torchvision's order: crop,
+flip, jitter, grayscale, blur, solarise.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from equissl.augment.blur import blur_kernel_size, gaussian_blur
 from equissl.augment.color import (
     HUE,
     IDENTITY_FACTORS,
@@ -21,8 +26,15 @@ from equissl.augment.color import (
     color_jitter_,
     grayscale,
     sample_jitter_factors,
+    solarize_,
 )
-from equissl.augment.crop import apply_matrices, crop_matrices, full_boxes, sample_crop_boxes
+from equissl.augment.crop import (
+    INTERPOLATIONS,
+    apply_matrices,
+    crop_matrices,
+    full_boxes,
+    sample_crop_boxes,
+)
 from equissl.augment.stats import UINT8_SCALE, resize_float, to_float
 from equissl.chunks import chunk_count, chunk_ids
 from equissl.errors import ConfigError
@@ -46,6 +58,9 @@ class Draw:
     factors: Tensor  # (N, 4) brightness, contrast, saturation, hue; identity where not jittered
     ops: tuple[int, ...]  # jitter ops to run, in the order drawn for this batch
     gray: Tensor  # (N,) bool
+    blurred: Tensor  # (N,) bool
+    sigma: Tensor  # (N,) blur sigma; 0 where not blurred
+    solarized: Tensor  # (N,) bool
 
     def take(self, index: Tensor) -> Draw:
         """The draw of image ``index[i]`` for each i: rows shared by several images."""
@@ -57,6 +72,9 @@ class Draw:
             pick(self.factors),
             self.ops,
             pick(self.gray),
+            pick(self.blurred),
+            pick(self.sigma),
+            pick(self.solarized),
         )
 
     def params(self) -> dict[str, Tensor]:
@@ -65,6 +83,8 @@ class Draw:
             "flipped": self.flipped,
             "jitter": self.factors,
             "gray": self.gray,
+            "blur_sigma": self.sigma,
+            "solarized": self.solarized,
         }
 
 
@@ -78,7 +98,8 @@ class Augment:
     Returns float32 ``(N, C, size, size)`` views in [0, 1], plus, with ``return_params``, a dict
     of per-image tensors: ``boxes`` (N, 4) as (top, left, h, w) pixels, ``flipped`` (N,) bool,
     ``jitter`` (N, 4) brightness/contrast/saturation factors and hue shift ((1, 1, 1, 0) where
-    not applied), ``gray`` (N,) bool.
+    not applied), ``gray`` (N,) bool, ``blur_sigma`` (N,) (0 where not blurred), ``solarized``
+    (N,) bool.
     """
 
     name: str
@@ -89,6 +110,11 @@ class Augment:
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     jitter_p: float = 0.8
     gray_p: float = 0.2
+    interpolation: str = "bilinear"  # of the crop: bilinear | bicubic (PIL's, antialiased)
+    blur_p: float = 0.0
+    blur_kernel: int = 0  # odd; 0: 10% of the view size, made odd (SimCLR)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self)
@@ -115,7 +141,10 @@ class Augment:
         else:
             draw = self.draw(images, generator)
         height, width = images.shape[-2:]
-        wy, wx = crop_matrices(draw.boxes, height, width, self.size, draw.flipped, UINT8_SCALE)
+        wy, wx = crop_matrices(
+            draw.boxes, height, width, self.size, draw.flipped, UINT8_SCALE, self.interpolation
+        )
+        blur = functools.partial(_blur_, kernel=blur_kernel_size(self.blur_kernel, self.size))
         views = torch.empty(*images.shape[:2], self.size, self.size, device=images.device)
         jitter = functools.partial(color_jitter_, order=draw.ops)
         for rows in _blocks(images, self.size):
@@ -123,6 +152,10 @@ class Augment:
             if draw.ops:
                 _on_subset_(block, draw.jittered[rows], jitter, draw.factors[rows])
             _on_subset_(block, draw.gray[rows], _grayscale_)
+            if self.blur_p > 0:
+                _on_subset_(block, draw.blurred[rows], blur, draw.sigma[rows])
+            if self.solarize_p > 0:
+                _on_subset_(block, draw.solarized[rows], solarize_)
         return (views, draw.params()) if return_params else views
 
     def draw(self, images: Tensor, generator: torch.Generator) -> Draw:
@@ -133,7 +166,7 @@ class Augment:
         flipped = torch.rand(n, generator=generator, device=device) < self.flip_p
         no_draw = _no_draw(images)
         if self.name != "simclr":
-            return replace(no_draw, boxes=boxes, flipped=flipped)
+            return self._draw_filters(replace(no_draw, boxes=boxes, flipped=flipped), generator)
         jittered = torch.rand(n, generator=generator, device=device) < self.jitter_p
         factors = sample_jitter_factors(n, self.jitter, generator, device)
         order = host_permutation(4, generator)
@@ -146,7 +179,24 @@ class Augment:
         ops = tuple(op for op in jittered_ops if self.jitter[op] > 0)
         used = _cached(tuple(op in ops for op in range(4)), (4,), torch.bool, device)
         factors = torch.where(jittered[:, None] & used, factors, no_draw.factors)
-        return Draw(boxes, flipped, jittered, factors, ops, gray)
+        draw = replace(
+            no_draw, boxes=boxes, flipped=flipped, jittered=jittered, factors=factors, ops=ops
+        )
+        return self._draw_filters(replace(draw, gray=gray), generator)
+
+    def _draw_filters(self, draw: Draw, generator: torch.Generator) -> Draw:
+        """Add blur (with its sigma) and solarisation draws, each only if its probability > 0."""
+        n, device = draw.flipped.shape[0], draw.flipped.device
+        if self.blur_p > 0:
+            u = torch.rand(n, 2, generator=generator, device=device)
+            lo, hi = self.blur_sigma
+            blurred = u[:, 0] < self.blur_p
+            sigma = torch.where(blurred, lo + (hi - lo) * u[:, 1], draw.sigma)
+            draw = replace(draw, blurred=blurred, sigma=sigma)
+        if self.solarize_p > 0:
+            solarized = torch.rand(n, generator=generator, device=device) < self.solarize_p
+            draw = replace(draw, solarized=solarized)
+        return draw
 
 
 # CUDA's Philox generators advance their offset in multiples of 4.
@@ -179,7 +229,8 @@ def _no_draw(images: Tensor) -> Draw:
     device = images.device
     no = torch.zeros(n, dtype=torch.bool, device=device)
     factors = _cached(IDENTITY_FACTORS, (1, 4), torch.float32, device).expand(n, 4).clone()
-    return Draw(full_boxes(n, height, width, device), no, no, factors, (), no)
+    sigma = torch.zeros(n, device=device)
+    return Draw(full_boxes(n, height, width, device), no, no, factors, (), no, no, sigma, no)
 
 
 def _blocks(images: Tensor, size: int) -> list[slice]:
@@ -223,6 +274,10 @@ def _grayscale_(x: Tensor, _: Tensor | None = None) -> Tensor:
     return x.copy_(grayscale(x))
 
 
+def _blur_(x: Tensor, sigma: Tensor | None, kernel: int) -> Tensor:
+    return x.copy_(gaussian_blur(x, sigma, kernel))
+
+
 def _resize(x: Tensor, size: int) -> Tensor:
     """Bilinear antialiased resize to ``size`` x ``size``, kept in [0, 1]."""
     out = resize_float(x, size)
@@ -239,7 +294,15 @@ def _check(aug: Augment) -> None:
         raise ConfigError(f"crop scale must satisfy 0 < lo <= hi <= 1, got {aug.scale}")
     if not 0 < aug.ratio[0] <= aug.ratio[1]:
         raise ConfigError(f"crop ratio must satisfy 0 < lo <= hi, got {aug.ratio}")
-    for key in ("flip_p", "jitter_p", "gray_p"):
+    if aug.interpolation not in INTERPOLATIONS:
+        raise ConfigError(
+            f"interpolation must be one of {INTERPOLATIONS}, got {aug.interpolation!r}"
+        )
+    if aug.blur_kernel < 0 or (aug.blur_kernel > 0 and aug.blur_kernel % 2 == 0):
+        raise ConfigError(f"blur kernel must be odd (or 0: 10% of the view), got {aug.blur_kernel}")
+    if len(aug.blur_sigma) != 2 or not 0 < aug.blur_sigma[0] <= aug.blur_sigma[1]:
+        raise ConfigError(f"blur sigma needs 0 < lo <= hi, got {aug.blur_sigma}")
+    for key in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p"):
         if not 0 <= getattr(aug, key) <= 1:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(aug, key)}")
     if len(aug.jitter) != 4 or min(aug.jitter) < 0 or aug.jitter[HUE] > 0.5:
@@ -256,12 +319,19 @@ def build_augment(
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
     jitter_p: float = 0.8,
     gray_p: float = 0.2,
+    interpolation: str = "bilinear",
+    blur_p: float = 0.0,
+    blur_kernel: int = 0,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    solarize_p: float = 0.0,
 ) -> Augment:
     """The pipeline ``name`` ("simclr", "cropflip" or "none") producing ``size`` x ``size`` views.
 
     "simclr": random resized crop, flip, colour jitter (prob. ``jitter_p``), grayscale
     (prob. ``gray_p``); "cropflip": crop and flip only; "none": float conversion (and an
-    antialiased resize when ``size`` differs from the images').
+    antialiased resize when ``size`` differs from the images'). Both random pipelines then blur
+    (prob. ``blur_p``, sigma ~ U(``blur_sigma``), odd ``blur_kernel``, 0: 10% of ``size``) and
+    solarise (prob. ``solarize_p``); ``interpolation`` is the crop's resampling.
     """
     return Augment(
         name,
@@ -272,4 +342,9 @@ def build_augment(
         jitter=tuple(jitter),
         jitter_p=jitter_p,
         gray_p=gray_p,
+        interpolation=interpolation,
+        blur_p=blur_p,
+        blur_kernel=blur_kernel,
+        blur_sigma=tuple(blur_sigma),
+        solarize_p=solarize_p,
     )

@@ -79,9 +79,13 @@ class Method(nn.Module):
         self.query_only = bool(getattr(self.invariance, "query_only", False))
         if self.invariance is not None:
             a = cfg.augment
-            self.view_augment = make_augment(
-                a.invariance, self.view_size, (a.scale_min, a.scale_max), a
-            )
+            scale = (a.scale_min, a.scale_max)
+            # One pipeline per invariance view: they differ only in their blur and
+            # solarisation probabilities (E-SSL's ImageNet views: blur 1.0 / 0.1, solarise 0 / 0.2).
+            self.view_augments = [
+                make_augment(a.invariance, self.view_size, scale, a, view) for view in (0, 1)
+            ]
+            self.view_augment = self.view_augments[0]
         active = [t for t in m.equivariance if t.role == "equivariance"]
         self.invariant_transforms = [
             get_transformation(t.transform, self.view_size, in_channels)
@@ -159,7 +163,7 @@ class Method(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.invariance is not None:
             params = any(self._reuses_invariance_views(t) for t in self.terms)
-            draws = [self.view_augment(images, generator, return_params=params) for _ in range(2)]
+            draws = [aug(images, generator, return_params=params) for aug in self.view_augments]
             if params:
                 (v1, p1), (v2, p2) = draws
                 for i, term in enumerate(self.terms):

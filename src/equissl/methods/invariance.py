@@ -43,6 +43,16 @@ def per_view(fn, x: Tensor, separate: bool) -> Tensor:
     return torch.cat([fn(x1), fn(x2)])
 
 
+def _projector(
+    m: DictConfig, d: int, hidden: int = 0, out: int = 0, norm: str = "both"
+) -> nn.Sequential:
+    """The configured projector: the method's recipe (`hidden`, `out`, default 4d; `norm`) unless
+    the config sets its sizes, layers (E-SSL's ImageNet ones: 3) or BatchNorm placement."""
+    hidden, out = m.proj_hidden or hidden or 4 * d, m.proj_dim or out or 4 * d
+    norm = norm if m.proj_norm == "auto" else m.proj_norm
+    return projector(d, hidden, out, norm, m.proj_layers or 2, bool(m.proj_last_affine))
+
+
 class SimCLR(nn.Module):
     """Contrastive loss on E-SSL's projector (d-4d-4d, 2048-2048 at full width), temperature
     0.5: the SimCLR paper's NT-Xent (`negatives=both_views`) or E-SSL's official cross-view
@@ -50,8 +60,7 @@ class SimCLR(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        norm = "both" if m.proj_norm == "auto" else m.proj_norm
-        self.projector = projector(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, norm)
+        self.projector = _projector(m, d)
         self.temperature = float(m.temperature)
         self.contrast = info_nce if m.negatives == "other_view" else nt_xent
 
@@ -71,8 +80,7 @@ class MoCo(nn.Module):
 
     def __init__(self, m: DictConfig, d: int, backbone: nn.Module) -> None:
         super().__init__()
-        norm = "none" if m.proj_norm == "auto" else m.proj_norm
-        self.projector = projector(d, m.proj_hidden or d, m.proj_dim or 128, norm)
+        self.projector = _projector(m, d, hidden=d, out=128, norm="none")
         self.key_backbone = copy.deepcopy(backbone)
         self.key_projector = copy.deepcopy(self.projector)
         for p in self.key_parameters():
@@ -111,7 +119,7 @@ class SimSiam(nn.Module):
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
         out = m.proj_dim or 4 * d
-        self.projector = projector(d, m.proj_hidden or 4 * d, out)
+        self.projector = _projector(m, d)
         self.predictor = mlp(out, m.pred_hidden or d, out, layers=2)
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
@@ -128,7 +136,7 @@ class BYOL(nn.Module):
         super().__init__()
         out = m.proj_dim or max(d // 2, 1)
         hidden = m.proj_hidden or 8 * d
-        self.projector = mlp(d, hidden, out, layers=2)
+        self.projector = mlp(d, hidden, out, layers=m.proj_layers or 2)
         self.predictor = mlp(out, m.pred_hidden or hidden, out, layers=2)
         self.target_backbone = copy.deepcopy(backbone)
         self.target_projector = copy.deepcopy(self.projector)
@@ -169,7 +177,7 @@ class BarlowTwins(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, layers=3)
+        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, m.proj_layers or 3)
         self.lambd, self.scale = float(m.barlow_lambda), float(m.barlow_scale)
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:
@@ -183,7 +191,7 @@ class VICReg(nn.Module):
 
     def __init__(self, m: DictConfig, d: int) -> None:
         super().__init__()
-        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, layers=3)
+        self.projector = mlp(d, m.proj_hidden or 4 * d, m.proj_dim or 4 * d, m.proj_layers or 3)
         self.weights = tuple(float(w) for w in m.vicreg_weights)
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Metrics]:

@@ -32,11 +32,18 @@ PARAMS_PER_PART = 4  # crop: centre y, centre x, height, width; jitter: 4 factor
 AUGMENT = "augment"  # mode care: the base augmentation itself is the transformation
 
 
-def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConfig):
-    """A base augmentation pipeline with the colour settings of the `augment` config. A crop of
-    scale (1, 1) is the whole image (ratio 1: torchvision's RandomCrop(size) on a size x size
-    image, Wang et al.'s "crop"), so its crop+flip is a flip only."""
+def make_augment(
+    name: str, size: int, scale: tuple[float, float], cfg: DictConfig, view: int | None = None
+):
+    """A base augmentation pipeline with the colour settings of the `augment` config: for
+    invariance view `view` (0 or 1: its blur and solarisation probabilities, the configured
+    interpolation) or, with None, for an equivariance term (`term_blur_p`, `term_solarize_p`,
+    bilinear crops). A crop of scale (1, 1) is the whole image (ratio 1: torchvision's
+    RandomCrop(size) on a size x size image, Wang et al.'s "crop"), so its crop+flip is a flip
+    only."""
     whole = tuple(scale) == (1.0, 1.0)
+    blur_p = cfg.term_blur_p if view is None else cfg.blur_p[view]
+    solarize_p = cfg.term_solarize_p if view is None else cfg.solarize_p[view]
     return build_augment(
         name,
         size,
@@ -46,6 +53,11 @@ def make_augment(name: str, size: int, scale: tuple[float, float], cfg: DictConf
         jitter=tuple(cfg.jitter),
         jitter_p=cfg.jitter_p,
         gray_p=cfg.gray_p,
+        interpolation="bilinear" if view is None else cfg.interpolation,
+        blur_p=blur_p,
+        blur_kernel=cfg.blur_kernel,
+        blur_sigma=tuple(cfg.blur_sigma),
+        solarize_p=solarize_p,
     )
 
 

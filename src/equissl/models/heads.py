@@ -5,26 +5,36 @@ from __future__ import annotations
 from torch import nn
 
 
-def projector(in_dim: int, hidden: int, out_dim: int, norm: str = "both") -> nn.Sequential:
-    """A two-layer projector; `norm` says where BatchNorm sits.
+def projector(
+    in_dim: int,
+    hidden: int,
+    out_dim: int,
+    norm: str = "both",
+    layers: int = 2,
+    last_affine: bool = False,
+) -> nn.Sequential:
+    """(Linear-[BN]-ReLU) x (layers - 1), then a last Linear; `norm` says where BatchNorm sits.
 
-    both: E-SSL's CIFAR projector, Linear-BN-ReLU-Linear-BN(no affine), no biases before BN;
-    hidden: SimCLR's and CARE's CIFAR one, Linear(no bias)-BN-ReLU-Linear;
-    none: MoCo-v2's (and CARE's ImageNet-100) one, Linear-ReLU-Linear.
+    both: BN after every layer and no biases before it, the last BN affine only with
+    `last_affine` (E-SSL's projectors: CIFAR 512-2048-2048; ImageNet, layers=3, 2048-2048-2048-128
+    with an affine last BN for SimCLR, 2048-2048-2048-2048 with a plain one for SimSiam);
+    hidden: BN on the hidden layers, a last Linear with bias (SimCLR's and CARE's CIFAR head);
+    none: Linear-ReLU-Linear with biases (MoCo-v2's, and CARE's ImageNet-100 head).
     """
-    if norm == "none":
-        return nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
-        )
-    if norm == "hidden":
-        return mlp(in_dim, hidden, out_dim, layers=2)
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden, bias=False),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, out_dim, bias=False),
-        nn.BatchNorm1d(out_dim, affine=False),
-    )
+    if layers < 1:
+        raise ValueError(f"projector needs layers >= 1, got {layers}")
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules.append(nn.Linear(dim, hidden, bias=norm == "none"))
+        if norm != "none":
+            modules.append(nn.BatchNorm1d(hidden))
+        modules.append(nn.ReLU(inplace=True))
+        dim = hidden
+    modules.append(nn.Linear(dim, out_dim, bias=norm != "both"))
+    if norm == "both":
+        modules.append(nn.BatchNorm1d(out_dim, affine=last_affine))
+    return nn.Sequential(*modules)
 
 
 def transformation_head(

@@ -51,10 +51,21 @@ CIFAR_RECIPE = {
     "augment.blur_sigma": [0.1, 2.0],
     "eval.knn.k": 200,
     "eval.knn.temperature": 0.5,
-    "eval.linear.epochs": 100,
-    "eval.linear.batch_size": 512,
-    "eval.linear.lr": 0.001,
-    "eval.linear.weight_decay": 1e-6,
+    # linear.py: Adam(lr 1e-3, weight decay 1e-6), no schedule, 100 epochs, batch 512, the
+    # training augmentation (with blur), net.train() while the probe trains
+    "eval.linear.protocol": "augmented",
+    "eval.linear.augmented.optimizer": "adam",
+    "eval.linear.augmented.lr": 0.001,
+    "eval.linear.augmented.weight_decay": 1e-6,
+    "eval.linear.augmented.schedule": "constant",
+    "eval.linear.augmented.epochs": 100,
+    "eval.linear.augmented.batch_size": 512,
+    "eval.linear.augmented.train_augment": "simclr",
+    "eval.linear.augmented.blur_p": 0.5,
+    "eval.linear.augmented.blur_kernel": 3,
+    "eval.linear.augmented.test_resize": 0,
+    "eval.linear.augmented.test_crop": 0,
+    "eval.linear.augmented.encoder_bn": "train",
 }
 ADAM = {
     "optim.name": "adam",
@@ -86,6 +97,19 @@ IMAGENET_RECIPE = {
     "augment.blur_p": [0.5, 0.5],
     "augment.blur_kernel": 5,
     "augment.blur_sigma": [0.1, 2.0],
+    # main_lincls.py: SGD lr 30, momentum 0.9, weight decay 1e-4, --schedule 60 80, 100
+    # epochs, RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224); model.eval()
+    "eval.linear.protocol": "augmented",
+    "eval.linear.augmented.optimizer": "sgd",
+    "eval.linear.augmented.lr": 30.0,
+    "eval.linear.augmented.weight_decay": 1e-4,
+    "eval.linear.augmented.schedule": "multistep",
+    "eval.linear.augmented.milestones": [60, 80],
+    "eval.linear.augmented.epochs": 100,
+    "eval.linear.augmented.train_augment": "cropflip",
+    "eval.linear.augmented.test_resize": 256,
+    "eval.linear.augmented.test_crop": 224,
+    "eval.linear.augmented.encoder_bn": "eval",
 }
 SIMCLR_IN = {"method.invariance": "simclr", "method.negatives": "both_views"}
 MOCO_IN = {"method.invariance": "moco", "method.moco_momentum": 0.99, "method.moco_queue": 65536}

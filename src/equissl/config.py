@@ -193,7 +193,8 @@ class AugmentedLinearConfig:
     lr: float = 30.0
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine: per step to 0, no warm-up | constant
+    schedule: str = "cosine"  # cosine: per step to 0, no warm-up | constant | multistep
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs where lr x 0.1
     epochs: int = 100
     batch_size: int = 256
     seeds: int = 5
@@ -331,7 +332,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "eval.linear.solver": ("adamw", "lbfgs"),
     "eval.linear.protocol": ("cached", "augmented"),
     "eval.linear.augmented.optimizer": ("sgd", "adam", "lars"),
-    "eval.linear.augmented.schedule": ("cosine", "constant"),
+    "eval.linear.augmented.schedule": ("cosine", "constant", "multistep"),
     "eval.linear.augmented.train_augment": ("cropflip", "simclr", "none"),
     "eval.linear.augmented.interpolation": ("bilinear", "bicubic"),
     "eval.linear.augmented.encoder_bn": ("eval", "train"),

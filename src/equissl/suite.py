@@ -104,6 +104,7 @@ def augmented_probe_results(
         momentum=a.momentum,
         weight_decay=a.weight_decay,
         schedule=a.schedule,
+        milestones=tuple(a.milestones),
         epochs=a.epochs,
         batch_size=a.batch_size,
         seeds=a.seeds,

@@ -38,7 +38,7 @@ def test_test_view_is_bicubic_resize_36_then_centre_crop_32():
     assert centre_view(torch.rand(1, 1, 20, 30), 10, 8, "bilinear").shape == (1, 1, 8, 8)
 
 
-def official_head(features, labels, weight, bias, *, epochs, lr, constant=False):
+def official_head(features, labels, weight, bias, *, epochs, lr, constant=False, rates=None):
     """eval_loop in float64: SGD momentum 0.9 (buf = 0.9 buf + g, first buf = g; p -= lr buf),
     lr from adjust_learning_rate (cosine, no warm-up) at each global step, mean cross-entropy.
     One full batch per epoch (batch = N), so the order of the images does not matter."""
@@ -46,6 +46,7 @@ def official_head(features, labels, weight, bias, *, epochs, lr, constant=False)
     bufs = [None, None]
     for step in range(epochs):
         rate = lr if constant else lr * 0.5 * (1 + math.cos(math.pi * step / epochs))
+        rate = rate if rates is None else rates[step]
         loss = F.cross_entropy(features.double() @ w.T + b, labels)
         grads = torch.autograd.grad(loss, [w, b])
         with torch.no_grad():
@@ -73,6 +74,30 @@ def test_training_follows_the_official_sgd_and_cosine_schedule():
     # mutation check: a constant learning rate ends elsewhere
     wc, _ = official_head(features, labels, weight[0], bias[0], epochs=6, lr=0.5, constant=True)
     assert (wc - w).abs().max() > 1e-3
+
+
+def test_multistep_schedule_is_main_lincls_steps():
+    """MoCo's main_lincls.py (CARE's ImageNet-100 probe): lr x 0.1 at each milestone epoch
+    (adjust_learning_rate with --schedule 60 80), here milestones (2, 4) over 6 epochs."""
+    g = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (12, 3, 4, 4), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 3, (12,), generator=g)
+    mean, std = torch.zeros(3), torch.ones(3)
+    recipe = AugmentedProbe(
+        epochs=6, batch_size=12, seeds=1, train_augment="none", lr=0.5, test_resize=0,
+        test_crop=0, schedule="multistep", milestones=(2, 4),
+    )  # fmt: skip
+    head = train_probe_head(
+        nn.Flatten(), images, labels, 3, recipe, mean, std, seed=3, device="cpu"
+    )
+    weight, bias = init_heads([torch.Generator().manual_seed(3)], 48, 3)
+    features = to_float(images).flatten(1)
+    rates = [0.5, 0.5, 0.05, 0.05, 0.005, 0.005]
+    w, b = official_head(features, labels, weight[0], bias[0], epochs=6, lr=0.5, rates=rates)
+    assert torch.allclose(head.weight.double(), w, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(head.bias.double(), b, rtol=1e-4, atol=1e-5)
+    wc, _ = official_head(features, labels, weight[0], bias[0], epochs=6, lr=0.5, constant=True)
+    assert (wc - w).abs().max() > 1e-3  # mutation check: without the steps
 
 
 class TinyNet(nn.Module):

@@ -32,7 +32,7 @@ from equissl.optim import LARS
 
 OPTIMIZERS = ("sgd", "adam", "lars")
 LARS_TRUST = 0.001  # SimSiam's ImageNet probe: apex LARC(trust_coefficient=0.001, clip=False)
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "multistep")
 TRAIN_AUGMENTS = ("cropflip", "simclr", "none")
 ENCODER_BN = ("eval", "train")
 
@@ -47,7 +47,8 @@ class AugmentedProbe:
     lr: float = 30.0
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # per step, from lr to 0, no warm-up
+    schedule: str = "cosine"  # per step, from lr to 0, no warm-up | constant | multistep
+    milestones: tuple[int, ...] = ()  # multistep: epochs where the lr is multiplied by 0.1
     epochs: int = 100
     batch_size: int = 256
     seeds: int = 5
@@ -186,7 +187,11 @@ def train_probe_head(
     labels = labels.to(device)
     step = 0
     with _frozen(encoder, recipe.encoder_bn):
-        for _ in range(recipe.epochs):
+        for epoch in range(recipe.epochs):
+            if recipe.schedule == "multistep":  # MoCo's main_lincls: lr x 0.1 at each milestone
+                passed = sum(epoch >= m for m in recipe.milestones)
+                for group in opt.param_groups:
+                    group["lr"] = recipe.lr * 0.1**passed
             order = torch.randperm(n, generator=gen, device=device)
             for b in range(per_epoch):
                 idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]

@@ -49,6 +49,7 @@ CIFAR_RECIPE = {
     "augment.blur_p": [0.5, 0.5],
     "augment.blur_kernel": 3,
     "augment.blur_sigma": [0.1, 2.0],
+    "augment.term_blur_p": 0.5,  # dataset.get_transforms: the CARE copies are blurred as well
     "eval.knn.k": 200,
     "eval.knn.temperature": 0.5,
     # linear.py: Adam(lr 1e-3, weight decay 1e-6), no schedule, 100 epochs, batch 512, the
@@ -97,6 +98,7 @@ IMAGENET_RECIPE = {
     "augment.blur_p": [0.5, 0.5],
     "augment.blur_kernel": 5,
     "augment.blur_sigma": [0.1, 2.0],
+    "augment.term_blur_p": 0.5,  # main.py input_transforms: blur p 0.5 on the CARE copies
     # main_lincls.py: SGD lr 30, momentum 0.9, weight decay 1e-4, --schedule 60 80, 100
     # epochs, RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224); model.eval()
     "eval.linear.protocol": "augmented",

@@ -48,6 +48,7 @@ VIEWS = {  # every Transform: RandomResizedCrop(224, BICUBIC) (scale 0.08-1), fl
     "augment.solarize_p": [0.0, 0.2],
     "backbone.name": "resnet50",
     "backbone.stem": "imagenet",
+    "backbone.zero_init_residual": True,  # torchvision resnet50(zero_init_residual=True)
     "method.view_passes": "separate",
     "trainer.sync_batchnorm": True,
 }

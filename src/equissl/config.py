@@ -145,6 +145,8 @@ class BackboneConfig:
     dropout: float = 0.0  # EqResNet: dropout after the first conv of every block (Wang: 0.2)
     pool: str = "mean"  # EqResNet: mean (space and group averaged: invariant) | group_max (max
     #   over the group, no spatial pooling: Wang et al.'s 4,096 features, not invariant)
+    zero_init_residual: bool = False  # ResNet: the last BatchNorm of each residual block starts
+    #   at 0, torchvision's option (E-SSL's ImageNet backbone)
     frozen: bool = False  # weights not trained; in training mode its BatchNorm running statistics
     #   still follow the data (Wang et al.'s random-init baseline)
 
@@ -720,6 +722,8 @@ def _check_terms(cfg: DictConfig) -> None:
         raise ConfigError("eval.hue_sensitivity needs colour images: data.channels=3")
     if len(cfg.method.vicreg_weights) != 3:
         raise ConfigError("method.vicreg_weights needs 3 numbers: similarity, variance, covariance")
+    if cfg.backbone.zero_init_residual and cfg.backbone.name.startswith("eqresnet"):
+        raise ConfigError("backbone.zero_init_residual applies to plain ResNets, not EqResNets")
     if not 0 <= cfg.backbone.dropout < 1:
         raise ConfigError(
             f"bad value for 'backbone.dropout': {cfg.backbone.dropout}; use 0 <= p < 1"

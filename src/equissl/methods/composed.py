@@ -69,6 +69,7 @@ class Method(nn.Module):
             dropout=cfg.backbone.dropout,
             pool=cfg.backbone.pool,
             image_size=image_size,
+            zero_init_residual=cfg.backbone.zero_init_residual,
         )
         if cfg.backbone.frozen:
             self.backbone.requires_grad_(False)

@@ -23,14 +23,22 @@ def build_backbone(
     dropout: float = 0.0,
     pool: str = "mean",
     image_size: int = 32,
+    zero_init_residual: bool = False,
 ) -> nn.Module:
     """A backbone whose `forward` gives the (batch, features) representation (invariant to the
-    group for an EqResNet with `pool="mean"`) and whose `orientation_features` gives (batch,
-    features, |G|), |G| = 1 for a plain ResNet. `group`, `fields` (0: width / sqrt|G|),
-    `downsample`, `dropout`, `pool` and `image_size` (what `group_max` features are sized for)
-    apply to EqResNets only (see equissl.models.eqresnet)."""
+        group for an EqResNet with `pool="mean"`) and whose `orientation_features` gives (batch,
+        features, |G|), |G| = 1 for a plain ResNet. `group`, `fields` (0: width / sqrt|G|),
+        `downsample`, `dropout`, `pool` and `image_size` (what `group_max` features are sized for)
+        apply to EqResNets only (see equissl.models.eqresnet); `zero_init_residual` (the last BatchNorm
+    of each residual block starts at 0) to plain ResNets only."""
     if name in LAYOUTS:
-        return ResNet(name, stem=stem, width=width, in_channels=in_channels)
+        return ResNet(
+            name,
+            stem=stem,
+            width=width,
+            in_channels=in_channels,
+            zero_init_residual=zero_init_residual,
+        )
     if name not in EQ_LAYOUTS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if group not in GROUP_NAMES:

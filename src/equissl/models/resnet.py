@@ -1,4 +1,5 @@
-"""ResNet-18/34/50 backbones with a CIFAR or ImageNet stem and a width setting.
+"""ResNet-18/34/50 backbones with a CIFAR or ImageNet stem, a width setting, and torchvision's
+`zero_init_residual` (E-SSL's ImageNet backbone).
 
 `forward` returns the pooled representation (batch, features): the input of every head.
 """
@@ -66,7 +67,13 @@ class ResNet(nn.Module):
     """A ResNet trunk: stem, four stages, global average pooling; no classifier."""
 
     def __init__(
-        self, name: str = "resnet18", *, stem: str = "cifar", width: int = 64, in_channels: int = 3
+        self,
+        name: str = "resnet18",
+        *,
+        stem: str = "cifar",
+        width: int = 64,
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         block, depths = LAYOUTS[name]
@@ -96,6 +103,12 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if zero_init_residual:  # torchvision's option: each residual branch starts at 0
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
 
     group_order = 1  # no group axis: the orientation features are the representation
 

@@ -24,8 +24,7 @@ from torch import nn
 from equissl.config import build_config, flat_settings
 from equissl.methods import Method
 from equissl.objectives import care_loss
-from equissl.optim import schedule_factor
-from equissl.train import training_optimizer
+from equissl.train import lr_factor, training_optimizer
 
 CIFAR_RECIPE = {
     "backbone.name": "resnet50",
@@ -262,15 +261,7 @@ def test_optimiser_and_schedule_are_the_official_ones(preset):
     group = opt.param_groups[0]
     lr = o.lr * o.batch_size / 256
     spe = 3
-    factor = schedule_factor(
-        o.schedule,
-        steps_per_epoch=spe,
-        epochs=o.epochs,
-        warmup_epochs=o.warmup_epochs,
-        end=o.end_lr,
-        milestones=list(o.milestones),
-        gamma=o.gamma,
-    )
+    factor = lr_factor(cfg, spe)
     if preset == "care-cifar10-paper":  # main.py: Adam(lr 1e-3, weight decay 1e-6), no schedule
         assert isinstance(opt, torch.optim.Adam)
         assert (group["lr"], group["weight_decay"], group["betas"]) == (1e-3, 1e-6, (0.9, 0.999))

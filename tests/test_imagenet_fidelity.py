@@ -97,3 +97,72 @@ def test_the_rotation_head_is_the_official_one():
 def test_colour_jitter_saturation_is_0_2():
     """main.py `Transform`: ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)."""
     assert list(build_config(["imagenet-esimclr"]).augment.jitter) == [0.4, 0.4, 0.2, 0.1]
+
+
+def _scheduled(preset: str, overrides: list[str], steps: list[int]):
+    """The optimiser groups of a preset (a tiny ResNet and heads) and each group's lr at the
+    given steps, through PretrainModule's own optimiser and scheduler."""
+    from equissl.methods import Method
+    from equissl.train import PretrainModule
+
+    cfg = build_config([preset], ["backbone.width=4", "optim.epochs=10", *overrides])
+    method = Method(cfg, in_channels=3, image_size=16, num_classes=4, mean=torch.zeros(3), std=torch.ones(3))  # fmt: skip
+    images = torch.zeros(cfg.optim.batch_size * 10, 3, 16, 16, dtype=torch.uint8)  # 10 steps/epoch
+    module = PretrainModule(cfg, method, images, torch.zeros(len(images), dtype=torch.long))
+    setup = module.configure_optimizers()
+    optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+    lrs, step = [], 0
+    for target in steps:
+        while step < target:
+            optimizer.step()
+            scheduler.step()
+            step += 1
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+    return method, optimizer.param_groups, lrs
+
+
+def test_barlow_twins_biases_and_norms_train_at_their_own_rate():
+    """barlowtwins/main.py: two LARS groups, `param_weights` (ndim > 1) and `param_biases`
+    (1-D), and `adjust_learning_rate` sets group 0 to lr x 0.2 and group 1 to lr x 0.0048, where
+    lr = batch/256 x the warm-up-cosine factor (ending at 0.001). The previous preset trained
+    both at 0.2 x batch/256."""
+    steps = [0, 50, 100, 101, 555, 1000]
+    tiny = ["method.proj_hidden=16", "method.proj_dim=16", "method.equivariance.0.head_hidden=8",
+            "method.equivariance.0.head_bottleneck=4", "optim.batch_size=8", "optim.epochs=100"]  # fmt: skip
+    method, groups, lrs = _scheduled("imagenet-ebarlow_twins", tiny, steps)
+    weights, biases = groups[0], groups[1]
+    assert all(p.ndim > 1 for p in weights["params"]) and all(p.ndim == 1 for p in biases["params"])
+    ssl = [p for p in method.parameters() if p.requires_grad]
+    assert len(weights["params"]) + len(biases["params"]) + len(groups[2]["params"]) == len(ssl)
+    scale = 8 / 256
+    for step, got in zip(steps, lrs, strict=True):
+        factor = official_lr(step, base_lr=1.0, warmup_steps=100, max_steps=1000)
+        assert got[0] == pytest.approx(0.2 * scale * factor, rel=1e-12, abs=1e-18)
+        assert got[1] == pytest.approx(0.0048 * scale * factor, rel=1e-12, abs=1e-18)
+    _, _, before = _scheduled("imagenet-ebarlow_twins", [*tiny, "optim.bias_lr=0"], [555])
+    assert len(before[0]) == 2  # mutation check: one SSL group (and the classifier) as before
+
+
+def test_simsiam_predictor_keeps_its_initial_rate():
+    """simsiam main.py `--fix-pred-lr`: the predictor's group keeps init_lr = 0.05 x 512/256
+    while the encoder's follows 0.5 (1 + cos(pi epoch / epochs)); the previous preset decayed
+    the predictor too."""
+    tiny = ["method.proj_hidden=16", "method.proj_dim=16", "method.pred_hidden=8",
+            "method.equivariance.0.head_hidden=8", "method.equivariance.0.head_bottleneck=4",
+            "optim.batch_size=8"]  # fmt: skip
+    steps = [0, 30, 99]
+    method, groups, lrs = _scheduled("imagenet-esimsiam", tiny, steps)
+    fixed = [g for g in groups if g.get("fixed")]
+    assert len(fixed) == 1
+    assert {id(p) for p in fixed[0]["params"]} == {
+        id(p) for p in method.invariance.predictor.parameters()
+    }
+    init = 0.05 * 8 / 256
+    for step, got in zip(steps, lrs, strict=True):
+        i = groups.index(fixed[0])
+        assert got[i] == pytest.approx(init, rel=1e-12)
+        assert got[0] == pytest.approx(init * 0.5 * (1 + math.cos(math.pi * step / 100)), rel=1e-12)
+    _, groups, lrs = _scheduled(
+        "imagenet-esimsiam", [*tiny, "optim.fixed_predictor_lr=false"], [99]
+    )
+    assert not any(g.get("fixed") for g in groups) and lrs[0][0] < init / 100  # mutation check

@@ -158,6 +158,10 @@ class OptimConfig:
     schedule: str = "warmup_cosine"  # warmup_cosine | constant (CARE's Adam) | multistep
     milestones: list[float] = field(default_factory=list)  # multistep: epochs where lr x gamma
     gamma: float = 0.1  # multistep: the factor at each milestone
+    bias_lr: float = 0.0  # >0: biases and norm parameters train at this base lr (x batch/256)
+    #   with the same schedule (Barlow Twins' ImageNet recipe: 0.0048 beside lr 0.2); 0: optim.lr
+    fixed_predictor_lr: bool = False  # SimSiam/BYOL: the predictor keeps the base lr, no
+    #   schedule (SimSiam's --fix-pred-lr)
     lr: float = 0.03  # base learning rate, scaled by batch_size / 256
     momentum: float = 0.9  # SGD / LARS momentum
     weight_decay: float = 5e-4  # L2 on the SSL parameters (LARS: on >1-D weights only)
@@ -378,6 +382,7 @@ NON_NEGATIVE = (
     "optim.momentum",
     "optim.weight_decay",
     "optim.gamma",
+    "optim.bias_lr",
     "eval.linear.weight_decay",
     "eval.linear.augmented.weight_decay",
     "eval.linear.augmented.momentum",

@@ -54,20 +54,48 @@ def param_groups(
     weight_decay: float,
     classifier_lr: float,
     classifier_weight_decay: float = 0.0,
-):
+    bias_lr: float | None = None,
+    fixed: nn.Module | None = None,
+) -> list[dict]:
     """The SSL parameters and the online classifier, which trains on detached features at its
-    own lr and weight decay (Wang et al.'s runs: the SSL ones, one optimiser for both)."""
+    own lr and weight decay (Wang et al.'s runs: the SSL ones, one optimiser for both).
+
+    `bias_lr`: the SSL biases and norm parameters (1-D) get their own group at this lr (Barlow
+    Twins' ImageNet recipe). `fixed`: its parameters get a group marked `fixed`, whose lr the
+    schedule leaves at the base value (SimSiam's `--fix-pred-lr` for the predictor). Without
+    either there are two groups, as checkpoints of earlier releases hold."""
     head = {id(p) for p in classifier.parameters()}
+    pinned = {id(p) for p in fixed.parameters()} if fixed is not None else set()
     ssl = [p for p in model.parameters() if id(p) not in head and p.requires_grad]
-    return [
-        {"params": ssl, "lr": lr, "weight_decay": weight_decay, "lars": True},
+    moving = [p for p in ssl if id(p) not in pinned]
+    groups = []
+    if bias_lr is None:
+        groups.append({"params": moving, "lr": lr, "weight_decay": weight_decay, "lars": True})
+    else:
+        weights = [p for p in moving if p.ndim > 1]
+        biases = [p for p in moving if p.ndim <= 1]
+        groups.append({"params": weights, "lr": lr, "weight_decay": weight_decay, "lars": True})
+        groups.append({"params": biases, "lr": bias_lr, "weight_decay": weight_decay, "lars": True})
+    if pinned:
+        fixed_params = [p for p in ssl if id(p) in pinned]
+        groups.append(
+            {
+                "params": fixed_params,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "lars": True,
+                "fixed": True,
+            }
+        )
+    groups.append(
         {
             "params": list(classifier.parameters()),
             "lr": classifier_lr,
             "weight_decay": classifier_weight_decay,
             "lars": False,
-        },
-    ]
+        }
+    )
+    return groups
 
 
 OPTIMIZERS = ("sgd", "lars", "adam")

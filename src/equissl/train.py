@@ -26,7 +26,7 @@ from equissl.data import place_on_device
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
-from equissl.optim import build_optimizer, param_groups, schedule_factor
+from equissl.optim import build_optimizer, constant, param_groups, schedule_factor
 from equissl.reports.atomic import write_text_atomic
 from equissl.seeds import hashed_seed
 
@@ -81,8 +81,24 @@ def training_optimizer(cfg: DictConfig, method: Method) -> torch.optim.Optimizer
         weight_decay=o.weight_decay,
         classifier_lr=lr if shared else o.classifier_lr,
         classifier_weight_decay=o.weight_decay if shared else 0.0,
+        bias_lr=o.bias_lr * o.batch_size / 256 if o.bias_lr > 0 else None,
+        fixed=getattr(method.invariance, "predictor", None) if o.fixed_predictor_lr else None,
     )
     return build_optimizer(o.name, groups, momentum=o.momentum, eta=o.lars_eta, nesterov=o.nesterov)
+
+
+def lr_factor(cfg: DictConfig, steps_per_epoch: int):
+    """The configured schedule: step -> the factor of each group's base learning rate."""
+    o = cfg.optim
+    return schedule_factor(
+        o.schedule,
+        steps_per_epoch=steps_per_epoch,
+        epochs=o.epochs,
+        warmup_epochs=o.warmup_epochs,
+        end=o.end_lr,
+        milestones=list(o.milestones),
+        gamma=o.gamma,
+    )
 
 
 class PretrainModule(L.LightningModule):
@@ -215,18 +231,11 @@ class PretrainModule(L.LightningModule):
         self._epoch_steps = int(checkpoint.get("equissl_epoch_steps", 0))
 
     def configure_optimizers(self):
-        o = self.cfg.optim
         optimizer = training_optimizer(self.cfg, self.method)
-        factor = schedule_factor(
-            o.schedule,
-            steps_per_epoch=self.steps_per_epoch(),
-            epochs=o.epochs,
-            warmup_epochs=o.warmup_epochs,
-            end=o.end_lr,
-            milestones=list(o.milestones),
-            gamma=o.gamma,
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        factor = lr_factor(self.cfg, self.steps_per_epoch())
+        # A `fixed` group (SimSiam's predictor with --fix-pred-lr) keeps its base lr.
+        factors = [constant if g.get("fixed") else factor for g in optimizer.param_groups]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

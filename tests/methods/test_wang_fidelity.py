@@ -10,9 +10,8 @@ import torch.nn.functional as F
 
 from equissl.config import build_config
 from equissl.methods import Method
-from equissl.optim import schedule_factor
 from equissl.sweep import load_sweep, sweep_configs
-from equissl.train import training_optimizer
+from equissl.train import lr_factor, training_optimizer
 
 
 def _method(presets, *extra: str) -> Method:
@@ -24,15 +23,7 @@ def _method(presets, *extra: str) -> Method:
 
 def _effective_lr(cfg, steps_per_epoch: int):
     o = cfg.optim
-    factor = schedule_factor(
-        o.schedule,
-        steps_per_epoch=steps_per_epoch,
-        epochs=o.epochs,
-        warmup_epochs=o.warmup_epochs,
-        end=o.end_lr,
-        milestones=list(o.milestones),
-        gamma=o.gamma,
-    )
+    factor = lr_factor(cfg, steps_per_epoch)
     return lambda step: o.lr * o.batch_size / 256 * factor(step)
 
 

@@ -84,6 +84,7 @@ def test_base_augmentations_study_at_smoke_scale(tmp_path):
         assert cfg.method.equivariance[0].augment == aug and cfg.backbone.group == "c4"
         assert plain["backbone"] == "resnet18-w4" and eq["backbone"] == "eqresnet18-c4-w4"
         assert 0 <= eq["train_transform_acc"] <= 100 and 0 <= eq["linear_acc"] <= 100
+        assert 0 <= eq["online_acc"] <= 100  # the online classifier on the test split (Wang)
     table = (root / "results.md").read_text().splitlines()
     header = next(r for r in table if r.startswith("| name |"))
     gain = [c.strip() for c in header.strip("|").split("|")].index("linear_acc_gain")

@@ -5,6 +5,7 @@ pictures; and the one-line errors of its settings."""
 import json
 
 import pytest
+import torch
 
 from equissl.cli import main
 from equissl.config import build_config
@@ -137,3 +138,15 @@ def test_transfer_to_a_missing_dataset_is_one_line(checkpoint, capsys):
 def test_eval_out_must_be_a_json_name(checkpoint, capsys):
     assert main(["eval", f"ckpt={checkpoint}", "out=../x.json"]) == 2
     assert "out= names a .json file" in capsys.readouterr().err
+
+
+def test_online_accuracy_is_the_classifiers_test_accuracy():
+    """Wang et al.'s reported number: the online classifier's argmax on test features."""
+    from equissl.runner import online_accuracy
+
+    classifier = torch.nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.eye(3))
+    features = torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0], [5.0, 0, 0]])
+    assert online_accuracy(classifier, features, torch.tensor([0, 1, 2, 1])) == 75.0
+    assert online_accuracy(classifier, features, torch.tensor([1, 1, 1, 1])) == 25.0

@@ -191,6 +191,7 @@ def evaluate_method(
     t_features = time.perf_counter() - t0
     out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
     heads = out.pop("heads")
+    out["online_acc"] = online_accuracy(method.classifier, test_f, data.test.labels)
     if cfg.eval.linear.protocol == "augmented":
         out.update(augmented_probe_results(method, data, cfg, device))
     if cfg.eval.low_label:
@@ -250,6 +251,16 @@ def method_label(cfg: DictConfig) -> str:
     if cfg.method.classifier != "detached":
         label += f"/{cfg.method.classifier}{cfg.method.class_weight:g}"
     return label
+
+
+@torch.no_grad()
+def online_accuracy(
+    classifier: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor
+) -> float:
+    """Test accuracy (%) of the online classifier trained with the method, on the test split's
+    frozen features (Wang et al.'s Equivariant Network reports this one)."""
+    predicted = classifier(features.float()).argmax(1).cpu()
+    return 100.0 * float((predicted == labels.cpu()).float().mean())
 
 
 def _first_process() -> bool:

@@ -64,16 +64,31 @@ def meaning(key: str, meanings: dict[str, str]) -> str:
     return meanings.get(re.sub(r"\.\d+\.", ".*.", key), "")
 
 
+def settings(tree: object, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every setting: lists of numbers or names (and empty lists) are
+    one value, as they are written on the command line; lists of sections (the terms) expand
+    by index."""
+    if isinstance(tree, dict):
+        return {
+            k: v for key, sub in tree.items() for k, v in settings(sub, f"{prefix}{key}.").items()
+        }
+    if isinstance(tree, list) and tree and all(isinstance(item, dict) for item in tree):
+        return {
+            k: v for i, sub in enumerate(tree) for k, v in settings(sub, f"{prefix}{i}.").items()
+        }
+    return {prefix[:-1]: tree}
+
+
 def annotated_settings(cfg) -> str:
     """Every setting of a resolved configuration as `key=value  # meaning` lines (the same form
     as a command-line override)."""
-    from equissl.config import flat_settings
+    from omegaconf import OmegaConf
 
     meanings = key_meanings()
-    settings = flat_settings(cfg)
-    width = max(len(f"{k}={v}") for k, v in settings.items())
+    settings_ = settings(OmegaConf.to_container(cfg, resolve=True))
+    width = max(len(f"{k}={_show(v)}") for k, v in settings_.items())
     lines = []
-    for key, value in settings.items():
+    for key, value in settings_.items():
         text = f"{key}={_show(value)}"
         note = meaning(key, meanings)
         lines.append(f"{text:{width}s}  # {note}" if note else text)

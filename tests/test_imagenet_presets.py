@@ -51,6 +51,7 @@ VIEWS = {  # every Transform: RandomResizedCrop(224, BICUBIC) (scale 0.08-1), fl
     "backbone.zero_init_residual": True,  # torchvision resnet50(zero_init_residual=True)
     "method.view_passes": "separate",
     "trainer.sync_batchnorm": True,
+    "eval.linear.protocol": "augmented",  # the official linear probe is run at paper scale
 }
 ROTATION = {  # rotate_images: all four rotations of the rotation crop
     "method.equivariance.0.transform": "rotation",

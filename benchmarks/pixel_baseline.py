@@ -9,6 +9,7 @@ Uses the same data, subset and evaluation settings as a pretraining config, and 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,14 +19,15 @@ import torch
 from equissl.augment import channel_stats, normalize, to_float
 from equissl.config import build_config
 from equissl.data import load_data
-from equissl.runner import probe_features, write_json
+from equissl.reports.atomic import write_text_atomic
+from equissl.suite import probe_and_knn
 
 
 def pixels(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return normalize(to_float(images), mean, std).flatten(1)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> dict:
     presets = [a for a in argv if "=" not in a]
     cfg = build_config(presets, [a for a in argv if "=" in a])
     data = load_data(cfg.data)
@@ -37,16 +39,17 @@ def main(argv: list[str]) -> None:
         "method": "raw-pixels",
         "seed": cfg.seed,
         "data": cfg.data.name,
-        **probe_features(train_x, test_x, data, cfg, torch.device("cpu")),
+        **probe_and_knn(cfg, train_x, test_x, data, torch.device("cpu")),
         "eval_seconds": time.perf_counter() - t0,
     }
     run_dir = Path(cfg.out_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "results.json", results)
+    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     print(
         f"raw pixels: linear {results['linear_acc']:.2f} ± {results['linear_std']:.2f}, "
         f"kNN {results['knn_acc']:.2f} -> {run_dir}"
     )
+    return results
 
 
 if __name__ == "__main__":

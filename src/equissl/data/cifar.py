@@ -13,9 +13,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from equissl.config import DataConfig
 from equissl.data.cache import cached_read
-from equissl.data.sources import corrupt, source_path
+from equissl.data.sources import corrupt
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -167,22 +166,28 @@ def _splits(batches: dict[str, dict], layout: CifarLayout, name: str, where: Pat
     )
 
 
-def read_cifar(cfg: DataConfig) -> DataSplits:
-    """CIFAR-10 or -100 (by cfg.name; CIFAR-100 with its fine or coarse labels by cfg.labels)
-    from cfg.path, through the decode cache."""
-    coarse = cfg.name == "cifar100" and cfg.labels == "coarse"
-    layout = COARSE if coarse else LAYOUTS[cfg.name]
+def read_cifar(
+    path: Path,
+    name: str = "cifar10",
+    *,
+    coarse: bool = False,
+    cache_dir: str | Path | None = None,
+) -> DataSplits:
+    """CIFAR-10 or -100 (`name`) from `path` (the extracted folder, a folder holding it, or the
+    archive), through the decode cache in `cache_dir`; CIFAR-100 with its 20 coarse labels when
+    `coarse`."""
+    coarse = coarse and name == "cifar100"
+    layout = COARSE if coarse else LAYOUTS[name]
     options = {"labels": "coarse"} if coarse else {}
-    path = source_path(cfg)
     folder = _find_folder(path, layout) if path.is_dir() else None
     if folder is not None:
         files = [folder / f for f in (*layout.train, layout.test, layout.meta)]
         return cached_read(
-            cfg.cache_dir,
-            cfg.name,
+            cache_dir,
+            name,
             [f for f in files if f.is_file()],
             options,
-            lambda: _splits(_read_folder(folder, layout), layout, cfg.name, folder),
+            lambda: _splits(_read_folder(folder, layout), layout, name, folder),
         )
     if path.is_dir() and (path / layout.archive).is_file():
         path = path / layout.archive
@@ -192,9 +197,9 @@ def read_cifar(cfg: DataConfig) -> DataSplits:
             f"the folder holding it, or {layout.archive}"
         )
     return cached_read(
-        cfg.cache_dir,
-        cfg.name,
+        cache_dir,
+        name,
         [path],
         options,
-        lambda: _splits(_read_archive(path, layout), layout, cfg.name, path),
+        lambda: _splits(_read_archive(path, layout), layout, name, path),
     )

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from equissl.config import DataConfig
 from equissl.data.cache import cached_read
-from equissl.data.sources import corrupt, first_line, source_path
+from equissl.data.sources import corrupt, first_line
 from equissl.data.subset import stratified_split
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
@@ -280,9 +279,11 @@ def _read(source: Path, size: int, split: FileSplit) -> DataSplits:
     )
 
 
-def read_imagefolder(cfg: DataConfig) -> DataSplits:
-    """An ImageFolder dataset from cfg.path (folder or .zip), through the decode cache."""
-    source = source_path(cfg)
+def read_imagefolder(
+    source: Path, *, size: int = 0, cache_dir: str | Path | None = None
+) -> DataSplits:
+    """An ImageFolder dataset from `source` (folder or .zip), through the decode cache in
+    `cache_dir`; images that differ in size are resized to size x size (see stack_images)."""
     if source.is_file() and source.suffix.lower() != ".zip":
         raise DataError(f"{source} is neither a folder nor a .zip; point data.path at either")
     if source.is_file() and not zipfile.is_zipfile(source):
@@ -295,7 +296,7 @@ def read_imagefolder(cfg: DataConfig) -> DataSplits:
 
     def read() -> DataSplits:
         names, folders = entries if entries is not None else list_entries(source)
-        return _read(source, cfg.size, split_files(names, source, folders))
+        return _read(source, size, split_files(names, source, folders))
 
-    options = {"size": cfg.size, "decoder": DECODER_VERSION}
-    return cached_read(cfg.cache_dir, "imagefolder", files, options, read)
+    options = {"size": size, "decoder": DECODER_VERSION}
+    return cached_read(cache_dir, "imagefolder", files, options, read)

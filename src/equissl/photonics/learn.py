@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +20,45 @@ from equissl.models import build_backbone, projector, transformation_head
 from equissl.objectives import nt_xent, prediction_loss
 from equissl.photonics.augment import equivariance_transform, invariance_augment, normalise
 
-if TYPE_CHECKING:
-    from equissl.photonics.workflow import RunConfig
-
 Log = Callable[[str], None]
 ARCHS = ("cnn", "resnet18")
 POOLS = ("flatten", "avg")
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """What `pretrain` reads (named as the keys of `equissl photonics run`)."""
+
+    seed: int
+    arch: str  # one of ARCHS
+    width: int
+    pool: str  # one of POOLS
+    pretrain_epochs: int
+    pretrain_batch: int
+    pretrain_lr: float
+    weight_decay: float
+    temperature: float  # NT-Xent
+    proj_hidden: int
+    proj_dim: int
+    eq_weight: float  # E-SimCLR: weight of the transformation-prediction loss
+    eq_mode: str  # relative | predict
+    head_hidden: int
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """What `finetune` reads (named as the keys of `equissl photonics run`)."""
+
+    arch: str
+    width: int
+    pool: str
+    finetune_epochs: int
+    finetune_batch: int
+    finetune_lr: float
+    weight_decay: float
+    reg_hidden: int
+    finetune_augment: bool
+    skip: int  # lowest DOS grid points left out of the error
 
 
 class CellNet(nn.Module):
@@ -113,7 +145,12 @@ def _check_finite(loss: Tensor, what: str) -> None:
 
 
 def pretrain(
-    method: str, cells: Tensor, family: str, cfg: RunConfig, device: torch.device, log: Log
+    method: str,
+    cells: Tensor,
+    family: str,
+    cfg: PretrainSettings,
+    device: torch.device,
+    log: Log,
 ) -> tuple[nn.Module, dict]:
     """SimCLR (method "simclr") or E-SimCLR ("esimclr") on unlabelled cells (U, S, S).
 
@@ -200,7 +237,7 @@ def finetune(
     val: Split,
     test: Split,
     family: str,
-    cfg: RunConfig,
+    cfg: FinetuneSettings,
     seed: int,
     empty: Tensor,
     device: torch.device,

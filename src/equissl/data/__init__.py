@@ -2,7 +2,7 @@
 built-in digits, decoded once into a cache, then subset, converted and resized on load."""
 
 from equissl.data.device import place_on_device
-from equissl.data.load import load_data, load_dataset
+from equissl.data.load import load_data, load_image_dataset
 from equissl.data.subset import balanced_subset
 from equissl.data.types import DataSplits, ImageSet
 
@@ -11,6 +11,6 @@ __all__ = [
     "ImageSet",
     "balanced_subset",
     "load_data",
-    "load_dataset",
+    "load_image_dataset",
     "place_on_device",
 ]

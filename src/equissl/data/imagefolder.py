@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from equissl.data.cache import cached_read
-from equissl.data.sources import corrupt, first_line
+from equissl.data.sources import corrupt_source, first_line
 from equissl.data.subset import stratified_split
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
@@ -68,7 +68,7 @@ def list_entries(source: Path) -> tuple[list[str], list[str]]:
             with zipfile.ZipFile(source) as archive:
                 members = archive.namelist()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise corrupt(source, exc, "re-download or re-create the zip") from None
+            raise corrupt_source(source, exc, "re-download or re-create the zip") from None
         names = [n for n in members if not n.endswith("/")]
         folders = {n.rstrip("/") for n in members if n.endswith("/")}
         folders |= {n.rpartition("/")[0] for n in names}
@@ -203,7 +203,9 @@ def _decode_one(source: Path, name: str) -> np.ndarray:
     try:
         data = _zip.read(name) if _zip is not None else (source / name).read_bytes()
     except Exception as exc:  # noqa: BLE001 - zip CRC, zlib and I/O errors
-        raise corrupt(f"{source}:{name}", exc, "re-download or re-create the dataset") from None
+        raise corrupt_source(
+            f"{source}:{name}", exc, "re-download or re-create the dataset"
+        ) from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             return to_array(image)
@@ -287,7 +289,7 @@ def read_imagefolder(
     if source.is_file() and source.suffix.lower() != ".zip":
         raise DataError(f"{source} is neither a folder nor a .zip; point data.path at either")
     if source.is_file() and not zipfile.is_zipfile(source):
-        raise corrupt(source, ValueError("not a zip archive"), "re-download or re-create it")
+        raise corrupt_source(source, ValueError("not a zip archive"), "re-download or re-create it")
     if source.is_dir():  # the key needs every file's stat; a zip's own stat suffices
         entries = list_entries(source)
         files = [source / n for n in entries[0]]

@@ -1,6 +1,6 @@
 """Load a dataset by name (through the cache), then subset, convert and resize it.
 
-`load_dataset` takes plain arguments; `load_data` reads them from the configuration's `data`
+`load_image_dataset` takes plain arguments; `load_data` reads them from the configuration's `data`
 section (a DataConfig, or any object with its fields): the one place data/ reads the config.
 """
 
@@ -84,7 +84,7 @@ def _prepare(part: ImageSet, limit: int | None, channels: int, size: int) -> Ima
     return ImageSet(images, labels, part.classes)
 
 
-def load_dataset(
+def load_image_dataset(
     name: str = "digits",
     path: str | Path | None = None,
     *,
@@ -139,9 +139,9 @@ class DataSettings(Protocol):
 
 
 def load_data(cfg: DataSettings, config_key: str = "data") -> DataSplits:
-    """`load_dataset` with the settings of `cfg` (a DataConfig, or the config's `data` node);
+    """`load_image_dataset` with the settings of `cfg` (a DataConfig, or the config's `data` node);
     config_key: where cfg sits in the config, for the warnings."""
-    return load_dataset(
+    return load_image_dataset(
         cfg.name,
         cfg.path,
         cache_dir=cfg.cache_dir,

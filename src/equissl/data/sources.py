@@ -24,6 +24,6 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def corrupt(path: Path | str, exc: BaseException, fix: str) -> DataError:
+def corrupt_source(path: Path | str, exc: BaseException, fix: str) -> DataError:
     """A DataError saying `path` is truncated or corrupt, why, and how to fix it."""
     return DataError(f"{path} is truncated or corrupt ({first_line(exc)}); {fix}")

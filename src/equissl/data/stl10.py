@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equissl.data.sources import corrupt
+from equissl.data.sources import corrupt_source
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -45,7 +45,7 @@ def read_images(file: Path) -> np.ndarray:
     """(N, 3, 96, 96) uint8, row-major: each stored image is transposed (it is column-major)."""
     size = _require(file).stat().st_size
     if size == 0 or size % IMAGE_BYTES:
-        raise corrupt(file, ValueError(f"{size} bytes is not a whole number of images"), FIX)
+        raise corrupt_source(file, ValueError(f"{size} bytes is not a whole number of images"), FIX)
     stored = np.memmap(file, dtype=np.uint8, mode="r", shape=(size // IMAGE_BYTES, *SHAPE))
     return np.ascontiguousarray(stored.transpose(0, 1, 3, 2))
 
@@ -55,9 +55,9 @@ def read_labels(file: Path, count: int, num_classes: int) -> np.ndarray:
     labels = np.fromfile(_require(file), dtype=np.uint8).astype(np.int64) - 1
     if len(labels) != count:
         reason = ValueError(f"{len(labels)} labels for {count} images")
-        raise corrupt(file, reason, FIX)
+        raise corrupt_source(file, reason, FIX)
     if count and (labels.min() < 0 or labels.max() >= num_classes):
-        raise corrupt(file, ValueError(f"labels outside 1..{num_classes}"), FIX)
+        raise corrupt_source(file, ValueError(f"labels outside 1..{num_classes}"), FIX)
     return labels
 
 

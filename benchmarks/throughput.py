@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from common import add_timing_options, set_up
-from equissl.bench import markdown_table, measure
+from equissl.bench import bench_table, measure
 from equissl.config import build_config
 
 
@@ -40,7 +40,7 @@ def main() -> None:
         )
         for preset in args.methods
     ]
-    print(markdown_table(rows))
+    print(bench_table(rows))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from equissl.augment import build_augment, pipelines
-from equissl.bench import markdown_table, measure
+from equissl.bench import bench_table, measure
 from equissl.cli import main
 from equissl.config import build_config
 from equissl.methods import Method
@@ -38,7 +38,7 @@ def test_bench_measures_a_tiny_config():
     assert row["peak_memory_mib"] > 0 and row["memory_kind"]
     assert row["views"] == "32 x 8px, 64 x 4px"  # two SimCLR views, four rotations of crops
     assert row["method"] == "simclr+rotation:predict" and row["backbone"] == "resnet18-w2"
-    table = markdown_table([row])
+    table = bench_table([row])
     assert "synthetic" in table.splitlines()[0]
     assert table.splitlines()[1].startswith("| method | backbone |")
     assert table.splitlines()[3].startswith("| simclr+rotation:predict | resnet18-w2 | 16 |")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from equissl.version import __version__
 
 if TYPE_CHECKING:
     from equissl.encoder import Encoder
@@ -23,8 +23,12 @@ def load_backbone(path: Any, device: Any = "cpu") -> Encoder:
 
 def __getattr__(name: str) -> Any:
     # `import equissl` stays light: the encoder module (and torch) load on first use.
-    if name in ("Encoder", "extract_features"):
-        from equissl import encoder
+    if name == "Encoder":
+        from equissl.encoder import Encoder
 
-        return getattr(encoder, name)
+        return Encoder
+    if name == "extract_features":
+        from equissl.eval.features import extract_features
+
+        return extract_features
     raise AttributeError(f"module 'equissl' has no attribute {name!r}")

@@ -295,7 +295,7 @@ COLUMNS = (
 )
 
 
-def describe(row: dict[str, Any]) -> str:
+def measurement_note(row: dict[str, Any]) -> str:
     """One comment line: what was measured, where and how."""
     return (
         f"# {row['data']} ({row['channels']}x{row['image_size']}x{row['image_size']}); "
@@ -306,17 +306,18 @@ def describe(row: dict[str, Any]) -> str:
     )
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def bench_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, preceded by the first row's description."""
     head = "| " + " | ".join(title for title, _, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---:" if "{:" in fmt else "---" for _, _, fmt in COLUMNS) + "|"
-    lines = [describe(rows[0]), head, rule]
+    lines = [measurement_note(rows[0]), head, rule]
     for row in rows:
         lines.append("| " + " | ".join(fmt.format(row[key]) for _, key, fmt in COLUMNS) + " |")
     return "\n".join(lines)
 
 
-def write_json(rows: list[dict[str, Any]], path: str | Path, command: str = "") -> Path:
+def write_bench_json(rows: list[dict[str, Any]], path: str | Path, command: str = "") -> Path:
+    """`{command, rows}` as JSON at `path`, written atomically."""
     payload = {"command": command, "rows": rows}
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
@@ -338,6 +339,6 @@ def bench_command(
     if out is not None:
         check_file_writable(out, "benchmark results")
     row = measure(build_config(presets, overrides), steps=steps, warmup=warmup, size=size)
-    print(markdown_table([row]))
+    print(bench_table([row]))
     if out:
-        print(f"wrote {write_json([row], out, command=command)}")
+        print(f"wrote {write_bench_json([row], out, command=command)}")

@@ -7,6 +7,7 @@ and invalid values raise ConfigError with one line naming the key and the valid 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -295,57 +296,65 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "resume": ("auto", "never"),
-    "data.name": (
-        "digits",
-        "cifar10",
-        "cifar100",
-        "stl10",
-        "imagefolder",
-        "mnist",
-        "fashionmnist",
-        "kmnist",
-        "svhn",
-        "tinyimagenet",
-    ),
-    "data.labels": ("fine", "coarse"),
-    "data.channels": (1, 3),
-    "data.device_resident": ("auto", "always", "never"),
-    "augment.invariance": ("simclr", "cropflip", "none"),
-    "augment.interpolation": ("bilinear", "bicubic"),
-    "method.invariance": ("simclr", "moco", "simsiam", "byol", "barlow_twins", "vicreg", "none"),
-    "method.proj_norm": ("auto", "both", "hidden", "none"),
-    "method.classifier": ("detached", "joint", "eliminate"),
-    "method.negatives": ("both_views", "other_view"),
-    "method.view_passes": ("joint", "separate"),
-    "method.equivariance.*.role": ("equivariance", "invariance", "off"),
-    "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
-    "method.equivariance.*.heads": ("joint", "separate"),
-    "method.equivariance.*.uniformity_form": ("infonce", "wang_isola"),
-    "method.equivariance.*.pair_per": ("chunk", "batch"),
-    "method.equivariance.*.augment": ("simclr", "cropflip", "none"),
-    "method.equivariance.*.head_form": ("essl", "mlp"),
-    "method.classifier_grad": ("online", "signed"),
-    "method.classifier_optim": ("own", "shared"),
-    "backbone.name": ("resnet18", "resnet34", "resnet50", "eqresnet18", "eqresnet34"),
-    "backbone.group": ("c4", "d4"),
-    "backbone.stem": ("cifar", "imagenet"),
-    "backbone.downsample": ("avg", "max"),
-    "backbone.pool": ("mean", "group_max"),
-    "optim.name": ("sgd", "lars", "adam"),
-    "optim.schedule": ("warmup_cosine", "constant", "multistep"),
-    "eval.linear.solver": ("adamw", "lbfgs"),
-    "eval.linear.protocol": ("cached", "augmented"),
-    "eval.linear.augmented.optimizer": ("sgd", "adam", "lars"),
-    "eval.linear.augmented.schedule": ("cosine", "constant", "multistep"),
-    "eval.linear.augmented.train_augment": ("cropflip", "simclr", "none"),
-    "eval.linear.augmented.interpolation": ("bilinear", "bicubic"),
-    "eval.linear.augmented.encoder_bn": ("eval", "train"),
-    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
-    "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
-    "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
-}
+@functools.cache
+def choices() -> dict[str, tuple[Any, ...]]:
+    """The valid values of each key with a fixed set. Datasets, augmentations, backbones and
+    groups are their registries' names, imported here on first use (they load torch), so that
+    `import equissl.config` stays light."""
+    from equissl.augment.pipelines import PIPELINES
+    from equissl.data.load import READERS
+    from equissl.models.backbones import BACKBONES
+    from equissl.models.groups import GROUP_NAMES
+
+    return {
+        "resume": ("auto", "never"),
+        "data.name": tuple(READERS),
+        "data.labels": ("fine", "coarse"),
+        "data.channels": (1, 3),
+        "data.device_resident": ("auto", "always", "never"),
+        "augment.invariance": PIPELINES,
+        "augment.interpolation": ("bilinear", "bicubic"),
+        "method.invariance": (
+            "simclr",
+            "moco",
+            "simsiam",
+            "byol",
+            "barlow_twins",
+            "vicreg",
+            "none",
+        ),
+        "method.proj_norm": ("auto", "both", "hidden", "none"),
+        "method.classifier": ("detached", "joint", "eliminate"),
+        "method.negatives": ("both_views", "other_view"),
+        "method.view_passes": ("joint", "separate"),
+        "method.equivariance.*.role": ("equivariance", "invariance", "off"),
+        "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
+        "method.equivariance.*.heads": ("joint", "separate"),
+        "method.equivariance.*.uniformity_form": ("infonce", "wang_isola"),
+        "method.equivariance.*.pair_per": ("chunk", "batch"),
+        "method.equivariance.*.augment": PIPELINES,
+        "method.equivariance.*.head_form": ("essl", "mlp"),
+        "method.classifier_grad": ("online", "signed"),
+        "method.classifier_optim": ("own", "shared"),
+        "backbone.name": BACKBONES,
+        "backbone.group": GROUP_NAMES,
+        "backbone.stem": ("cifar", "imagenet"),
+        "backbone.downsample": ("avg", "max"),
+        "backbone.pool": ("mean", "group_max"),
+        "optim.name": ("sgd", "lars", "adam"),
+        "optim.schedule": ("warmup_cosine", "constant", "multistep"),
+        "eval.linear.solver": ("adamw", "lbfgs"),
+        "eval.linear.protocol": ("cached", "augmented"),
+        "eval.linear.augmented.optimizer": ("sgd", "adam", "lars"),
+        "eval.linear.augmented.schedule": ("cosine", "constant", "multistep"),
+        "eval.linear.augmented.train_augment": ("cropflip", "simclr", "none"),
+        "eval.linear.augmented.interpolation": ("bilinear", "bicubic"),
+        "eval.linear.augmented.encoder_bn": ("eval", "train"),
+        "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+        "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
+        "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
+    }
+
 
 POSITIVE = (
     "optim.lr",
@@ -554,7 +563,7 @@ def _check_choices(cfg: DictConfig) -> None:
     _normalize(cfg)
     _check_name(cfg)
     _check_finite(cfg)
-    for key, choices in CHOICES.items():
+    for key, valid in choices().items():
         if ".*." in key:
             head, tail = key.split(".*.")
             items = OmegaConf.select(cfg, head) or []
@@ -564,9 +573,9 @@ def _check_choices(cfg: DictConfig) -> None:
         else:
             values = [(key, OmegaConf.select(cfg, key))]
         for name, value in values:
-            if value not in choices and str(value) not in map(str, choices):
+            if value not in valid and str(value) not in map(str, valid):
                 raise ConfigError(
-                    f"bad value for '{name}': {value!r}; choose one of {', '.join(map(str, choices))}"
+                    f"bad value for '{name}': {value!r}; choose one of {', '.join(map(str, valid))}"
                 )
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)

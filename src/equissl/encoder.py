@@ -30,7 +30,7 @@ from torch import nn
 from equissl.augment.stats import normalize, to_float
 from equissl.data.load import NATIVE_SIZES
 from equissl.errors import DataError, UserError
-from equissl.eval.features import eval_mode
+from equissl.eval.features import extract_features  # noqa: F401 - equissl.extract_features
 from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.models import build_backbone
 from equissl.reports.atomic import temp_beside
@@ -133,32 +133,6 @@ class Encoder(nn.Module):
         """(N, features, |G|): pooled over space but not over the group (|G| = 1 for a ResNet);
         rotating the input permutes the last axis of an EqResNet's."""
         return self.backbone.orientation_features(self.prepare(images))
-
-
-@torch.no_grad()
-def extract_features(
-    encoder: Encoder,
-    images: torch.Tensor,
-    batch_size: int = 256,
-    *,
-    orientations: bool = False,
-) -> torch.Tensor:
-    """Features of (N, C, H, W) images (float in [0, 1] or uint8, on any device), `batch_size` at
-    a time on the encoder's device, in eval mode, without gradients; a float32 CPU tensor
-    (N, features), or (N, features, |G|) with `orientations=True`."""
-    if batch_size < 1:
-        raise UserError(f"batch_size must be positive, got {batch_size}")
-    encoder.prepare(images[:1])  # type, rank and channels checked once, before any work
-    run = encoder.orientation_features if orientations else encoder
-    with eval_mode(encoder):
-        parts = [
-            run(images[start : start + batch_size]).float().cpu()
-            for start in range(0, images.shape[0], batch_size)
-        ]
-    if parts:
-        return torch.cat(parts)
-    shape = (0, encoder.num_features) + ((encoder.group_order,) if orientations else ())
-    return torch.zeros(shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,9 +393,9 @@ def training_image_size(cfg: Any) -> int | None:
 
 
 def _version() -> str | None:
-    import equissl
+    from equissl.version import __version__
 
-    return getattr(equissl, "__version__", None)
+    return __version__
 
 
 def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path) -> dict:

@@ -69,3 +69,37 @@ def test_bad_inputs_raise_user_error():
         extract_features(enc, images().float(), mean=MEAN, std=STD)
     with pytest.raises(UserError):
         extract_features(enc, images(), mean=MEAN[:2], std=STD)
+
+
+def test_one_function_under_every_name():
+    import equissl
+    import equissl.encoder
+
+    assert equissl.extract_features is extract_features
+    assert equissl.encoder.extract_features is extract_features
+
+
+def test_a_bare_backbone_needs_its_normalisation():
+    enc = tiny_encoder()
+    with pytest.raises(UserError, match="mean and std are required: Sequential"):
+        extract_features(enc, images())
+    with pytest.raises(UserError, match="give both mean and std"):
+        extract_features(enc, images(), mean=MEAN)
+
+
+def test_orientation_features_of_a_bare_backbone():
+    class Oriented(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = tiny_encoder()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+        def orientation_features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)[..., None]
+
+    enc, imgs = Oriented(), images()
+    feats = extract_features(enc, imgs, 4, mean=MEAN, std=STD, orientations=True)
+    assert feats.shape == (10, 4, 1)
+    torch.testing.assert_close(feats[..., 0], manual(enc.body, imgs))

@@ -18,7 +18,7 @@ from equissl.photonics.augment import (
     roll_cells,
 )
 from equissl.photonics.learn import CellNet, pretrain, relative_l1
-from equissl.photonics.workflow import config_from
+from equissl.photonics.workflow import config_from, pretrain_settings
 
 # Small solver settings; an even k-grid is mapped onto itself by D4 (see kpoints.k_grid).
 SMALL = PhCSettings(order=3, k_grid=4, n_freq=120)
@@ -93,7 +93,8 @@ def test_pretraining_runs_both_prediction_modes(family, mode):
     cfg = config_from({"scale": "smoke", "eq_mode": mode, "pretrain_batch": 8})
     cells = generate_cells(family, 16, seed=0)
     lines = []
-    encoder, stats = pretrain("esimclr", cells, family, cfg, torch.device("cpu"), lines.append)
+    settings = pretrain_settings(cfg)
+    encoder, stats = pretrain("esimclr", cells, family, settings, torch.device("cpu"), lines.append)
     assert encoder(normalise(cells[:2])).shape == (2, encoder.num_features)
     assert 0 <= stats["transform_acc"] <= 1 and stats["loss"] > 0 and len(lines) == 1
 

@@ -13,9 +13,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from equissl.config import DataConfig
 from equissl.data.cache import cached_read
-from equissl.data.sources import corrupt, source_path
+from equissl.data.sources import corrupt_source
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -85,9 +84,9 @@ def _unpickle(handle: BinaryIO, where: str, layout: CifarLayout) -> dict:
     try:
         loaded = _BatchUnpickler(handle, encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - truncated pickles fail in many ways
-        raise corrupt(where, exc, _fix(layout)) from None
+        raise corrupt_source(where, exc, _fix(layout)) from None
     if not isinstance(loaded, dict):
-        raise corrupt(where, TypeError("not a dict of arrays"), _fix(layout))
+        raise corrupt_source(where, TypeError("not a dict of arrays"), _fix(layout))
     return loaded
 
 
@@ -125,7 +124,7 @@ def _read_archive(archive: Path, layout: CifarLayout) -> dict[str, dict]:
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - tar, gzip and I/O errors
-        raise corrupt(archive, exc, f"re-download {layout.archive}") from None
+        raise corrupt_source(archive, exc, f"re-download {layout.archive}") from None
     missing = sorted(wanted - batches.keys())
     if missing:
         raise DataError(
@@ -141,7 +140,7 @@ def _images(batch: dict, where: str, layout: CifarLayout) -> tuple[np.ndarray, n
         labels = np.asarray(batch[layout.label_key], dtype=np.int64)
         images = data.reshape(len(labels), 3, 32, 32)
     except (KeyError, TypeError, ValueError) as exc:
-        raise corrupt(where, exc, _fix(layout)) from None
+        raise corrupt_source(where, exc, _fix(layout)) from None
     return images, labels
 
 
@@ -151,14 +150,14 @@ def _splits(batches: dict[str, dict], layout: CifarLayout, name: str, where: Pat
         for c in batches[layout.meta].get(layout.names_key, [])
     ]
     if not classes:
-        raise corrupt(where / layout.meta, KeyError(layout.names_key.decode()), _fix(layout))
+        raise corrupt_source(where / layout.meta, KeyError(layout.names_key.decode()), _fix(layout))
     train = [_images(batches[b], str(where / b), layout) for b in layout.train]
     test_images, test_labels = _images(batches[layout.test], str(where / layout.test), layout)
     train_images = np.concatenate([images for images, _ in train])
     train_labels = np.concatenate([labels for _, labels in train])
     for labels, file in ((train_labels, layout.train[0]), (test_labels, layout.test)):
         if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
-            raise corrupt(where / file, ValueError("label out of range"), _fix(layout))
+            raise corrupt_source(where / file, ValueError("label out of range"), _fix(layout))
     return DataSplits(
         ImageSet(torch.from_numpy(train_images), torch.from_numpy(train_labels), classes),
         ImageSet(torch.from_numpy(test_images), torch.from_numpy(test_labels), classes),
@@ -167,22 +166,28 @@ def _splits(batches: dict[str, dict], layout: CifarLayout, name: str, where: Pat
     )
 
 
-def read_cifar(cfg: DataConfig) -> DataSplits:
-    """CIFAR-10 or -100 (by cfg.name; CIFAR-100 with its fine or coarse labels by cfg.labels)
-    from cfg.path, through the decode cache."""
-    coarse = cfg.name == "cifar100" and cfg.labels == "coarse"
-    layout = COARSE if coarse else LAYOUTS[cfg.name]
+def read_cifar(
+    path: Path,
+    name: str = "cifar10",
+    *,
+    coarse: bool = False,
+    cache_dir: str | Path | None = None,
+) -> DataSplits:
+    """CIFAR-10 or -100 (`name`) from `path` (the extracted folder, a folder holding it, or the
+    archive), through the decode cache in `cache_dir`; CIFAR-100 with its 20 coarse labels when
+    `coarse`."""
+    coarse = coarse and name == "cifar100"
+    layout = COARSE if coarse else LAYOUTS[name]
     options = {"labels": "coarse"} if coarse else {}
-    path = source_path(cfg)
     folder = _find_folder(path, layout) if path.is_dir() else None
     if folder is not None:
         files = [folder / f for f in (*layout.train, layout.test, layout.meta)]
         return cached_read(
-            cfg.cache_dir,
-            cfg.name,
+            cache_dir,
+            name,
             [f for f in files if f.is_file()],
             options,
-            lambda: _splits(_read_folder(folder, layout), layout, cfg.name, folder),
+            lambda: _splits(_read_folder(folder, layout), layout, name, folder),
         )
     if path.is_dir() and (path / layout.archive).is_file():
         path = path / layout.archive
@@ -192,9 +197,9 @@ def read_cifar(cfg: DataConfig) -> DataSplits:
             f"the folder holding it, or {layout.archive}"
         )
     return cached_read(
-        cfg.cache_dir,
-        cfg.name,
+        cache_dir,
+        name,
         [path],
         options,
-        lambda: _splits(_read_archive(path, layout), layout, cfg.name, path),
+        lambda: _splits(_read_archive(path, layout), layout, name, path),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 from equissl.data.subset import stratified_split
 from equissl.data.types import DataSplits, ImageSet
@@ -15,6 +14,8 @@ SPLIT_SEED = 0
 
 def read_digits() -> DataSplits:
     """1,797 grey 8x8 digits, 0..16 scaled to uint8 0..255, split 80/20 stratified (seed 0)."""
+    from sklearn.datasets import load_digits  # scikit-learn loads only when digits are read
+
     bunch = load_digits()
     pixels = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
     labels = bunch.target.astype(np.int64)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equissl.data.sources import corrupt
+from equissl.data.sources import corrupt_source
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -50,17 +50,19 @@ def parse_idx(data: bytes, where: str) -> np.ndarray:
     """The uint8 array stored in the IDX bytes `data`; DataError naming `where` when the header
     or the length is wrong."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise corrupt(where, ValueError("no IDX header (magic number)"), FIX)
+        raise corrupt_source(where, ValueError("no IDX header (magic number)"), FIX)
     if data[2] != UBYTE:
-        raise corrupt(where, ValueError(f"type code 0x{data[2]:02x}, expected 0x08 (ubyte)"), FIX)
+        raise corrupt_source(
+            where, ValueError(f"type code 0x{data[2]:02x}, expected 0x08 (ubyte)"), FIX
+        )
     ndim = data[3]
     if ndim == 0 or len(data) < 4 + 4 * ndim:
-        raise corrupt(where, ValueError(f"a header of {ndim} dimensions is cut short"), FIX)
+        raise corrupt_source(where, ValueError(f"a header of {ndim} dimensions is cut short"), FIX)
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = memoryview(data)[4 + 4 * ndim :]
     if len(body) != int(np.prod(shape, dtype=np.int64)):
         why = f"{len(body)} bytes of values for shape {shape}"
-        raise corrupt(where, ValueError(why), FIX)
+        raise corrupt_source(where, ValueError(why), FIX)
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
@@ -97,7 +99,7 @@ def read_file(file: Path) -> np.ndarray:
         if file.suffix == ".gz":
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
-        raise corrupt(file, exc, FIX) from None
+        raise corrupt_source(file, exc, FIX) from None
     return parse_idx(data, str(file))
 
 
@@ -120,12 +122,14 @@ def read_idx_set(path: Path, name: str) -> DataSplits:
             arrays[f"{split}_labels"],
         )
         if images.ndim != 3 or labels.ndim != 1:
-            raise corrupt(image_file, ValueError(f"shapes {images.shape} and {labels.shape}"), FIX)
+            raise corrupt_source(
+                image_file, ValueError(f"shapes {images.shape} and {labels.shape}"), FIX
+            )
         if len(images) != len(labels):
             why = ValueError(f"{len(images)} images but {len(labels)} labels in {label_file.name}")
-            raise corrupt(image_file, why, FIX)
+            raise corrupt_source(image_file, why, FIX)
         if labels.size and labels.max() >= 10:
-            raise corrupt(label_file, ValueError(f"label {labels.max()} outside 0-9"), FIX)
+            raise corrupt_source(label_file, ValueError(f"label {labels.max()} outside 0-9"), FIX)
         parts.append(
             ImageSet(
                 torch.from_numpy(images.copy()).unsqueeze(1),

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from equissl.config import DataConfig
 from equissl.data.cache import cached_read
-from equissl.data.sources import corrupt, first_line, source_path
+from equissl.data.sources import corrupt_source, first_line
 from equissl.data.subset import stratified_split
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
@@ -69,7 +68,7 @@ def list_entries(source: Path) -> tuple[list[str], list[str]]:
             with zipfile.ZipFile(source) as archive:
                 members = archive.namelist()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise corrupt(source, exc, "re-download or re-create the zip") from None
+            raise corrupt_source(source, exc, "re-download or re-create the zip") from None
         names = [n for n in members if not n.endswith("/")]
         folders = {n.rstrip("/") for n in members if n.endswith("/")}
         folders |= {n.rpartition("/")[0] for n in names}
@@ -204,7 +203,9 @@ def _decode_one(source: Path, name: str) -> np.ndarray:
     try:
         data = _zip.read(name) if _zip is not None else (source / name).read_bytes()
     except Exception as exc:  # noqa: BLE001 - zip CRC, zlib and I/O errors
-        raise corrupt(f"{source}:{name}", exc, "re-download or re-create the dataset") from None
+        raise corrupt_source(
+            f"{source}:{name}", exc, "re-download or re-create the dataset"
+        ) from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             return to_array(image)
@@ -280,13 +281,15 @@ def _read(source: Path, size: int, split: FileSplit) -> DataSplits:
     )
 
 
-def read_imagefolder(cfg: DataConfig) -> DataSplits:
-    """An ImageFolder dataset from cfg.path (folder or .zip), through the decode cache."""
-    source = source_path(cfg)
+def read_imagefolder(
+    source: Path, *, size: int = 0, cache_dir: str | Path | None = None
+) -> DataSplits:
+    """An ImageFolder dataset from `source` (folder or .zip), through the decode cache in
+    `cache_dir`; images that differ in size are resized to size x size (see stack_images)."""
     if source.is_file() and source.suffix.lower() != ".zip":
         raise DataError(f"{source} is neither a folder nor a .zip; point data.path at either")
     if source.is_file() and not zipfile.is_zipfile(source):
-        raise corrupt(source, ValueError("not a zip archive"), "re-download or re-create it")
+        raise corrupt_source(source, ValueError("not a zip archive"), "re-download or re-create it")
     if source.is_dir():  # the key needs every file's stat; a zip's own stat suffices
         entries = list_entries(source)
         files = [source / n for n in entries[0]]
@@ -295,7 +298,7 @@ def read_imagefolder(cfg: DataConfig) -> DataSplits:
 
     def read() -> DataSplits:
         names, folders = entries if entries is not None else list_entries(source)
-        return _read(source, cfg.size, split_files(names, source, folders))
+        return _read(source, size, split_files(names, source, folders))
 
-    options = {"size": cfg.size, "decoder": DECODER_VERSION}
-    return cached_read(cfg.cache_dir, "imagefolder", files, options, read)
+    options = {"size": size, "decoder": DECODER_VERSION}
+    return cached_read(cache_dir, "imagefolder", files, options, read)

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equissl.config import DataConfig
-from equissl.data.sources import corrupt, source_path
+from equissl.data.sources import corrupt_source
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -46,7 +45,7 @@ def read_images(file: Path) -> np.ndarray:
     """(N, 3, 96, 96) uint8, row-major: each stored image is transposed (it is column-major)."""
     size = _require(file).stat().st_size
     if size == 0 or size % IMAGE_BYTES:
-        raise corrupt(file, ValueError(f"{size} bytes is not a whole number of images"), FIX)
+        raise corrupt_source(file, ValueError(f"{size} bytes is not a whole number of images"), FIX)
     stored = np.memmap(file, dtype=np.uint8, mode="r", shape=(size // IMAGE_BYTES, *SHAPE))
     return np.ascontiguousarray(stored.transpose(0, 1, 3, 2))
 
@@ -56,15 +55,16 @@ def read_labels(file: Path, count: int, num_classes: int) -> np.ndarray:
     labels = np.fromfile(_require(file), dtype=np.uint8).astype(np.int64) - 1
     if len(labels) != count:
         reason = ValueError(f"{len(labels)} labels for {count} images")
-        raise corrupt(file, reason, FIX)
+        raise corrupt_source(file, reason, FIX)
     if count and (labels.min() < 0 or labels.max() >= num_classes):
-        raise corrupt(file, ValueError(f"labels outside 1..{num_classes}"), FIX)
+        raise corrupt_source(file, ValueError(f"labels outside 1..{num_classes}"), FIX)
     return labels
 
 
-def read_stl10(cfg: DataConfig) -> DataSplits:
-    """Train and test splits, plus the unlabeled split when cfg.unlabeled."""
-    folder = _find_folder(source_path(cfg))
+def read_stl10(path: Path, *, unlabeled: bool = False) -> DataSplits:
+    """Train and test splits from `path` (stl10_binary/ or the folder holding it), plus the
+    unlabeled split when `unlabeled`."""
+    folder = _find_folder(path)
     names = _require(folder / "class_names.txt").read_text().split("\n")
     classes = [name.strip() for name in names if name.strip()]
 
@@ -73,10 +73,10 @@ def read_stl10(cfg: DataConfig) -> DataSplits:
         labels = read_labels(folder / f"{split}_y.bin", len(images), len(classes))
         return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
-    unlabeled = None
-    if cfg.unlabeled:
+    extra = None
+    if unlabeled:
         images = read_images(folder / "unlabeled_X.bin")
-        unlabeled = ImageSet(
+        extra = ImageSet(
             torch.from_numpy(images), torch.full((len(images),), -1, dtype=torch.int64), classes
         )
-    return DataSplits(labelled("train"), labelled("test"), unlabeled, "stl10")
+    return DataSplits(labelled("train"), labelled("test"), extra, "stl10")

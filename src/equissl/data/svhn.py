@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from equissl.data.sources import corrupt
+from equissl.data.sources import corrupt_source
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -27,13 +27,15 @@ def read_mat(file: Path) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(mat["X"])
         labels = np.asarray(mat["y"]).reshape(-1).astype(np.int64)
     except Exception as exc:  # noqa: BLE001 - scipy raises many types for bad files
-        raise corrupt(file, exc, FIX) from None
+        raise corrupt_source(file, exc, FIX) from None
     if images.dtype != np.uint8 or images.shape[:3] != (32, 32, 3):
-        raise corrupt(file, ValueError(f"X is {images.dtype} {images.shape}"), FIX)
+        raise corrupt_source(file, ValueError(f"X is {images.dtype} {images.shape}"), FIX)
     if images.shape[3] != len(labels):
-        raise corrupt(file, ValueError(f"{images.shape[3]} images, {len(labels)} labels"), FIX)
+        raise corrupt_source(
+            file, ValueError(f"{images.shape[3]} images, {len(labels)} labels"), FIX
+        )
     if labels.size and (labels.min() < 1 or labels.max() > 10):
-        raise corrupt(file, ValueError("labels outside 1-10"), FIX)
+        raise corrupt_source(file, ValueError("labels outside 1-10"), FIX)
     return np.ascontiguousarray(images.transpose(3, 2, 0, 1)), labels % 10
 
 

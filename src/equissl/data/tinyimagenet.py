@@ -16,7 +16,7 @@ import torch
 
 from equissl.data.cache import cached_read
 from equissl.data.imagefolder import DECODER_VERSION, decode_files, list_entries, stack_images
-from equissl.data.sources import corrupt
+from equissl.data.sources import corrupt_source
 from equissl.data.types import DataSplits, ImageSet
 from equissl.errors import DataError
 
@@ -52,7 +52,7 @@ def _texts(source: Path, root: str) -> dict[str, str]:
                     if root + name in members:
                         texts[name] = archive.read(root + name).decode()
     except (OSError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
-        raise corrupt(source, exc, FIX) from None
+        raise corrupt_source(source, exc, FIX) from None
     for name in ("wnids.txt", ANNOTATIONS):
         if name not in texts:
             raise DataError(f"missing {root}{name} in {source}; {FIX}")
@@ -66,7 +66,7 @@ def _members(source: Path) -> list[str]:
         with zipfile.ZipFile(source) as archive:
             return archive.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise corrupt(source, exc, FIX) from None
+        raise corrupt_source(source, exc, FIX) from None
 
 
 def _class_names(wnids: list[str], words: str | None) -> list[str]:
@@ -85,7 +85,7 @@ def _validation(annotations: str, root: str, index: dict[str, int]) -> tuple[lis
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index:
             why = ValueError(f"line {number} names no known wnid: {line[:60]!r}")
-            raise corrupt(f"{root}{ANNOTATIONS}", why, FIX)
+            raise corrupt_source(f"{root}{ANNOTATIONS}", why, FIX)
         files.append(f"{root}val/images/{fields[0]}")
         labels.append(index[fields[1]])
     return files, labels
@@ -95,7 +95,7 @@ def read_tinyimagenet(source: Path, cache_dir: str | Path | None = None) -> Data
     """Train (100,000) and validation-as-test (10,000) splits, uint8 (N, 3, 64, 64), through the
     decode cache."""
     if source.is_file() and not zipfile.is_zipfile(source):
-        raise corrupt(source, ValueError("not a zip archive"), FIX)
+        raise corrupt_source(source, ValueError("not a zip archive"), FIX)
     root = _root(source, _members(source))
     names = list_entries(source)[0]
     sources = [source] if source.is_file() else [source / n for n in names]
@@ -108,7 +108,7 @@ def read_tinyimagenet(source: Path, cache_dir: str | Path | None = None) -> Data
         train_labels = [index.get(n[len(root) :].split("/")[1], -1) for n in train]
         if -1 in train_labels:
             stray = train[train_labels.index(-1)]
-            raise corrupt(source, ValueError(f"{stray} is in no class of wnids.txt"), FIX)
+            raise corrupt_source(source, ValueError(f"{stray} is in no class of wnids.txt"), FIX)
         test, test_labels = _validation(texts[ANNOTATIONS], root, index)
         present = set(names)
         missing = next((f for f in test if f not in present), None)

@@ -34,7 +34,7 @@ def _convert(command: str, key: str, text: str, kind: type) -> object:
         raise ConfigError(f"photonics {command}: {key} must be {name}, got {text!r}") from None
 
 
-def parse_overrides(command: str, items: list[str], kinds: dict[str, type]) -> dict:
+def parse_photonics_args(command: str, items: list[str], kinds: dict[str, type]) -> dict:
     """key=value items to a dict, each value converted to its key's type; one-line errors."""
     out = {}
     for item in items:
@@ -63,7 +63,7 @@ def cmd_build(items: list[str]) -> None:
     kinds = {"family": str, "n_labeled": int, "n_unlabeled": int, "seed": int,
              "shard_size": int, "out": str, "data_dir": str, "workers": int,
              **settings_kinds}  # fmt: skip
-    opts = parse_overrides("build", items, kinds)
+    opts = parse_photonics_args("build", items, kinds)
     missing = [k for k in ("family", "n_labeled", "n_unlabeled") if k not in opts]
     if missing:
         raise ConfigError(f"photonics build needs {', '.join(f'{k}=...' for k in missing)}")
@@ -85,7 +85,7 @@ def cmd_build(items: list[str]) -> None:
 def cmd_run(items: list[str]) -> None:
     from equissl.photonics.workflow import RunConfig, config_from, run
 
-    run(config_from(parse_overrides("run", items, _defaults_kinds(RunConfig))))
+    run(config_from(parse_photonics_args("run", items, _defaults_kinds(RunConfig))))
 
 
 def photonics_command(args: list[str]) -> None:

@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +20,45 @@ from equissl.models import build_backbone, projector, transformation_head
 from equissl.objectives import nt_xent, prediction_loss
 from equissl.photonics.augment import equivariance_transform, invariance_augment, normalise
 
-if TYPE_CHECKING:
-    from equissl.photonics.workflow import RunConfig
-
 Log = Callable[[str], None]
 ARCHS = ("cnn", "resnet18")
 POOLS = ("flatten", "avg")
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """What `pretrain` reads (named as the keys of `equissl photonics run`)."""
+
+    seed: int
+    arch: str  # one of ARCHS
+    width: int
+    pool: str  # one of POOLS
+    pretrain_epochs: int
+    pretrain_batch: int
+    pretrain_lr: float
+    weight_decay: float
+    temperature: float  # NT-Xent
+    proj_hidden: int
+    proj_dim: int
+    eq_weight: float  # E-SimCLR: weight of the transformation-prediction loss
+    eq_mode: str  # relative | predict
+    head_hidden: int
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """What `finetune` reads (named as the keys of `equissl photonics run`)."""
+
+    arch: str
+    width: int
+    pool: str
+    finetune_epochs: int
+    finetune_batch: int
+    finetune_lr: float
+    weight_decay: float
+    reg_hidden: int
+    finetune_augment: bool
+    skip: int  # lowest DOS grid points left out of the error
 
 
 class CellNet(nn.Module):
@@ -113,12 +145,17 @@ def _check_finite(loss: Tensor, what: str) -> None:
 
 
 def pretrain(
-    method: str, cells: Tensor, family: str, cfg: RunConfig, device: torch.device, log: Log
+    method: str,
+    cells: Tensor,
+    family: str,
+    settings: PretrainSettings,
+    device: torch.device,
+    log: Log,
 ) -> tuple[nn.Module, dict]:
     """SimCLR (method "simclr") or E-SimCLR ("esimclr") on unlabelled cells (U, S, S).
 
     Two views per cell by the family's invariance augmentation; NT-Xent on their projections.
-    E-SimCLR adds, with weight cfg.eq_weight, the cross-entropy of predicting the label r of
+    E-SimCLR adds, with weight settings.eq_weight, the cross-entropy of predicting the label r of
     the family's transformation g_r applied to the first view: from the features of
     the pair, f(g_r view) - f(view) (eq_mode "relative"), or of g_r view alone ("predict").
     The difference, not the concatenation, of the pair: with concatenated features the blob and
@@ -127,26 +164,28 @@ def pretrain(
     Returns the encoder and {seconds, loss, transform_acc}.
     """
     start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(settings.seed)
     size = cells.shape[-1]
-    encoder = build_encoder(cfg.arch, cfg.width, cfg.pool, size).to(device)
+    encoder = build_encoder(settings.arch, settings.width, settings.pool, size).to(device)
     dim = encoder.num_features
-    proj = projector(dim, cfg.proj_hidden, cfg.proj_dim).to(device)
+    proj = projector(dim, settings.proj_hidden, settings.proj_dim).to(device)
     modules: list[nn.Module] = [encoder, proj]
     eq = equivariance_transform(family, size) if method == "esimclr" else None
-    relative = cfg.eq_mode == "relative"
+    relative = settings.eq_mode == "relative"
     if eq is not None:
-        head = transformation_head(dim, cfg.head_hidden, eq.num_labels)
+        head = transformation_head(dim, settings.head_hidden, eq.num_labels)
         modules.append(head.to(device))
     x_all = normalise(cells).to(device)
-    batch = min(cfg.pretrain_batch, x_all.shape[0])
+    batch = min(settings.pretrain_batch, x_all.shape[0])
     steps = x_all.shape[0] // batch
     params = [p for m in modules for p in m.parameters()]
-    opt, sched = _optimizer(params, cfg.pretrain_lr, cfg.weight_decay, steps * cfg.pretrain_epochs)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    opt, sched = _optimizer(
+        params, settings.pretrain_lr, settings.weight_decay, steps * settings.pretrain_epochs
+    )
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
     augment = invariance_augment(family, size)
     stats: dict = {}
-    for epoch in range(cfg.pretrain_epochs):
+    for epoch in range(settings.pretrain_epochs):
         totals = torch.zeros(2, device=device)
         perm = torch.randperm(x_all.shape[0], generator=generator, device=device)
         for idx in perm[: steps * batch].view(steps, batch):
@@ -156,12 +195,12 @@ def pretrain(
                 labels = eq.sample(batch, generator, device)
                 views.append(eq.apply(views[0], labels))
             h = encoder(torch.cat(views)).split(batch)
-            loss = nt_xent(proj(h[0]), proj(h[1]), cfg.temperature)
+            loss = nt_xent(proj(h[0]), proj(h[1]), settings.temperature)
             acc = torch.zeros((), device=device)
             if eq is not None:
                 feats = h[2] - h[0] if relative else h[2]
                 ce, acc = prediction_loss(head(feats), labels)
-                loss = loss + cfg.eq_weight * ce
+                loss = loss + settings.eq_weight * ce
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -172,7 +211,7 @@ def pretrain(
         stats = {"loss": mean_loss, "transform_acc": mean_acc if eq is not None else None}
         acc_text = f" transform acc {mean_acc:.2f}" if eq is not None else ""
         log(
-            f"  {method} pretraining epoch {epoch + 1}/{cfg.pretrain_epochs}: "
+            f"  {method} pretraining epoch {epoch + 1}/{settings.pretrain_epochs}: "
             f"loss {mean_loss:.3f}{acc_text} ({time.perf_counter() - start:.0f} s)"
         )
     stats["seconds"] = time.perf_counter() - start
@@ -200,7 +239,7 @@ def finetune(
     val: Split,
     test: Split,
     family: str,
-    cfg: RunConfig,
+    settings: FinetuneSettings,
     seed: int,
     empty: Tensor,
     device: torch.device,
@@ -213,11 +252,13 @@ def finetune(
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
-    encoder = build_encoder(cfg.arch, cfg.width, cfg.pool, train.cells.shape[-1])
+    encoder = build_encoder(settings.arch, settings.width, settings.pool, train.cells.shape[-1])
     if encoder_state is not None:
         encoder.load_state_dict(encoder_state)
     n_freq = train.dos.shape[1]
-    model = nn.Sequential(encoder, regression_head(encoder.num_features, cfg.reg_hidden, n_freq))
+    model = nn.Sequential(
+        encoder, regression_head(encoder.num_features, settings.reg_hidden, n_freq)
+    )
     model = model.to(device)
     mean = train.dos.mean(0).to(device)
     scale = train.dos.std().clamp(min=1e-8).to(device)
@@ -226,23 +267,26 @@ def finetune(
     y_val = val.dos.to(device)
     empty = empty.to(device)
     n = x_train.shape[0]
-    batch = min(cfg.finetune_batch, n)
+    batch = min(settings.finetune_batch, n)
     steps = math.ceil(n / batch)
     opt, sched = _optimizer(
-        list(model.parameters()), cfg.finetune_lr, cfg.weight_decay, steps * cfg.finetune_epochs
+        list(model.parameters()),
+        settings.finetune_lr,
+        settings.weight_decay,
+        steps * settings.finetune_epochs,
     )
     generator = torch.Generator(device=device).manual_seed(seed)
     augment = invariance_augment(family, train.cells.shape[-1])
 
     best = (math.inf, -1, None)
     curve = []
-    for epoch in range(cfg.finetune_epochs):
+    for epoch in range(settings.finetune_epochs):
         perm = torch.randperm(n, generator=generator, device=device)
         for idx in perm.split(batch):
             if idx.numel() < 2:  # batch norm needs two samples
                 continue
             x = x_train[idx]
-            if cfg.finetune_augment:
+            if settings.finetune_augment:
                 x = augment(x, generator)
             loss = F.mse_loss(model(x), y_train[idx])
             opt.zero_grad(set_to_none=True)
@@ -251,7 +295,7 @@ def finetune(
             sched.step()
         _check_finite(loss.detach(), "fine-tuning")
         val_pred = predict(model, x_val) * scale + mean
-        val_error = float(relative_l1(val_pred, y_val, empty, cfg.skip).mean())
+        val_error = float(relative_l1(val_pred, y_val, empty, settings.skip).mean())
         curve.append(val_error)
         if val_error < best[0]:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -259,7 +303,7 @@ def finetune(
     if best[2] is not None:
         model.load_state_dict(best[2])
     test_pred = predict(model, x_test) * scale + mean
-    test_errors = relative_l1(test_pred, test.dos.to(device), empty, cfg.skip)
+    test_errors = relative_l1(test_pred, test.dos.to(device), empty, settings.skip)
     return {
         "seed": seed,
         "test_error": float(test_errors.mean()),

@@ -14,7 +14,7 @@ import io
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -29,7 +29,16 @@ from equissl.photonics.dataset import (
     torch_threads,
 )
 from equissl.photonics.dos import empty_lattice_dos, homogeneous_medium_target
-from equissl.photonics.learn import ARCHS, POOLS, Split, finetune, pretrain, relative_l1
+from equissl.photonics.learn import (
+    ARCHS,
+    POOLS,
+    FinetuneSettings,
+    PretrainSettings,
+    Split,
+    finetune,
+    pretrain,
+    relative_l1,
+)
 from equissl.photonics.settings import PhCSettings
 from equissl.reports.atomic import write_text_atomic
 from equissl.reports.figure import save_png
@@ -197,6 +206,16 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def pretrain_settings(cfg: RunConfig) -> PretrainSettings:
+    """The settings `pretrain` reads, from the run's."""
+    return PretrainSettings(**{f.name: getattr(cfg, f.name) for f in fields(PretrainSettings)})
+
+
+def finetune_settings(cfg: RunConfig) -> FinetuneSettings:
+    """The settings `finetune` reads, from the run's."""
+    return FinetuneSettings(**{f.name: getattr(cfg, f.name) for f in fields(FinetuneSettings)})
+
+
 def run_family(cfg: RunConfig, family: str, log: Callable[[str], None] = print) -> Path:
     """The whole study for one family; returns its run folder."""
     settings = cfg.settings()
@@ -211,7 +230,9 @@ def run_family(cfg: RunConfig, family: str, log: Callable[[str], None] = print) 
     for method in cfg.method_list():
         state, pre = None, {"seconds": 0.0, "loss": None, "transform_acc": None}
         if method != "supervised":
-            encoder, pre = pretrain(method, data.unlabeled, family, cfg, device, log)
+            encoder, pre = pretrain(
+                method, data.unlabeled, family, pretrain_settings(cfg), device, log
+            )
             state = {k: v.cpu() for k, v in encoder.state_dict().items()}
         runs = []
         for i in range(cfg.seeds):
@@ -221,7 +242,7 @@ def run_family(cfg: RunConfig, family: str, log: Callable[[str], None] = print) 
                 splits["val"],
                 splits["test"],
                 family,
-                cfg,
+                finetune_settings(cfg),
                 cfg.seed + i,
                 empty,
                 device,

@@ -4,11 +4,11 @@ SimCLR (NT-Xent over 2N-2 negatives) on two views augmented per image, plus CARE
 pair of augmentations (t1, t2) drawn for the whole batch and applied to every image, and the
 Gram matrices of the embeddings f(t1 x) and f(t2 x) matched within chunks of the batch, so that
 each augmentation acts on the embedding sphere as an orthogonal map. Adam at a constant lr, as
-the official CIFAR code. The frozen backbone is then scored by a weighted kNN on the embedded
-digits (8x8, upsampled by the crops).
+the official CIFAR code. The frozen backbone is then scored by a weighted kNN. Data: the
+embedded digits (8x8, upsampled by the crops); any uint8 (N, C, H, W) set works.
 
-    python examples/care.py                                      # about a minute on 2 CPU cores
-    python examples/care.py --width 64 --epochs 400 --device cuda   # CARE's CIFAR-10 scale
+    python examples/care.py                          # a short run on CPU
+    python examples/care.py --size 32 --width 64 --device cuda   # CIFAR-10's sizes
 
 The weight is that of equissl's mean-squared `care_loss`: the official code's w (0.03 with 16
 chunks of 16 on CIFAR-10) is w x 2 (m - 1) here for chunks of m images (0.9).
@@ -29,7 +29,7 @@ from equissl.objectives import care_loss, nt_xent
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="SimCLR + CARE on the embedded digits")
-    p.add_argument("--size", type=int, default=32, help="side of the views")
+    p.add_argument("--size", type=int, default=16, help="view side (32: CIFAR's)")
     p.add_argument("--width", type=int, default=16, help="ResNet-18 width (64: 512 features)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")

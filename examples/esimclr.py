@@ -4,10 +4,11 @@ SimCLR on two augmented views (E-SSL's cross-view InfoNCE, each anchor against t
 plus the E-SSL term: a half-size crop of every image, turned by all four 90-degree rotations,
 whose rotation an MLP predicts from the backbone features; loss = InfoNCE + 0.4 x cross-entropy.
 The uint8 images live on the device and every augmentation is batched there. The frozen backbone
-is then scored by a weighted kNN on the embedded digits (8x8, upsampled by the crops).
+is then scored by a weighted kNN. Data: the embedded digits (8x8, upsampled by the crops); any
+uint8 (N, C, H, W) set works (`equissl.data.load_data` reads CIFAR-10 and others).
 
-    python examples/esimclr.py                                   # about a minute on 2 CPU cores
-    python examples/esimclr.py --width 64 --epochs 800 --device cuda   # the paper's ResNet-18
+    python examples/esimclr.py                       # a short run on CPU
+    python examples/esimclr.py --size 32 --width 64 --device cuda   # the paper's sizes
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from equissl.transforms import get_transformation
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="E-SimCLR on the embedded digits")
-    p.add_argument("--size", type=int, default=32, help="side of the SimCLR views")
+    p.add_argument("--size", type=int, default=16, help="view side (32: the paper's)")
     p.add_argument("--width", type=int, default=16, help="ResNet-18 width (64: the paper's)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")

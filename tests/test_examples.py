@@ -77,3 +77,10 @@ def test_example_stops_at_steps(capsys):
     """--steps ends training mid-epoch."""
     result = load("care").main([*TINY, "--steps", "2", "--chunks", "2"])
     assert result["steps"] == 2 and len(result["losses"]) == 2
+
+
+def test_extending_guide_lists_each_example_with_its_line_count():
+    guide = (EXAMPLES.parent / "docs" / "extending.md").read_text()
+    for name in NAMES:
+        count = len((EXAMPLES / f"{name}.py").read_text().splitlines())
+        assert f"[`examples/{name}.py`](../examples/{name}.py) | {count} |" in guide, name

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     view = build_augment("simclr", args.size, scale=(0.08, 1.0), blur_p=0.5)
     backbone = build_backbone("resnet18", width=args.width, in_channels=channels).to(device)
     d = backbone.num_features
-    proj = projector(d, d, d // 4, norm="hidden").to(device)  # CARE's 512-512-128 at width 64
+    proj = projector(d, d, d // 4, norm="hidden").to(device)  # CARE: 2048-512-128 (ResNet-50)
     params = [*backbone.parameters(), *proj.parameters()]
     opt = torch.optim.Adam(params, lr=args.lr, weight_decay=1e-6)
     per_epoch = n // args.batch
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     def embed(x: torch.Tensor) -> torch.Tensor:
         return proj(backbone(normalize(x, mean, std)))
 
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []  # kept on the device: no sync per step
     step = 0
     while step < total:
         order = torch.randperm(n, generator=gen, device=device)[: per_epoch * args.batch]
@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())
             step += 1
             if step % max(total // 10, 1) == 0 or step == total:
-                print(f"step {step}/{total}  loss {losses[-1]:.4f}  care {loss_care.item():.5f}")
+                print(f"step {step}/{total}  loss {loss.item():.4f}  care {loss_care.item():.5f}")
 
     # Frozen-feature evaluation: weighted kNN (k=200, CARE's temperature 0.5) of the backbone.
     def features(x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         temperature=0.5,
     )
     print(f"CARE: kNN accuracy {knn:.2f} % on {len(data.test)} test digits after {step} steps")
-    return {"losses": losses, "knn_acc": knn, "steps": step}
+    return {"losses": torch.stack(losses).tolist() if losses else [], "knn_acc": knn, "steps": step}
 
 
 if __name__ == "__main__":

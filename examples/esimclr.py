@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> dict:
     opt = torch.optim.SGD(params, lr=args.lr * args.batch / 256, momentum=0.9, weight_decay=5e-4)
     per_epoch = n // args.batch
     total = per_epoch * args.epochs if args.steps <= 0 else min(args.steps, per_epoch * args.epochs)
-    warmup = min(10 * per_epoch, total // 10)  # E-SSL: 10 of 800 epochs
+    warmup = min(10 * per_epoch, total // 10)  # E-SSL: 10 epochs (of 800), here <= 10%
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, total, warmup))
 
     def encode(x: torch.Tensor) -> torch.Tensor:
         return backbone(normalize(x, mean, std))
 
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []  # kept on the device: no sync per step
     step = 0
     while step < total:
         order = torch.randperm(n, generator=gen, device=device)[: per_epoch * args.batch]
@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())
             step += 1
             if step % max(total // 10, 1) == 0 or step == total:
-                print(f"step {step}/{total}  loss {losses[-1]:.4f}  rotation acc {acc:.2f}")
+                print(f"step {step}/{total}  loss {loss.item():.4f}  rotation acc {acc:.2f}")
 
     # Frozen-feature evaluation: weighted kNN (k=200) of backbone features, views' size.
     def features(x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_classes=data.num_classes,
     )
     print(f"E-SimCLR: kNN accuracy {knn:.2f} % on {len(data.test)} test digits after {step} steps")
-    return {"losses": losses, "knn_acc": knn, "steps": step}
+    return {"losses": torch.stack(losses).tolist() if losses else [], "knn_acc": knn, "steps": step}
 
 
 if __name__ == "__main__":

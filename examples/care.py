@@ -7,7 +7,7 @@ each augmentation acts on the embedding sphere as an orthogonal map. Adam at a c
 the official CIFAR code. The frozen backbone is then scored by a weighted kNN. Data: the
 embedded digits (8x8, upsampled by the crops); any uint8 (N, C, H, W) set works.
 
-    python examples/care.py                          # a short run on CPU
+    python examples/care.py                          # 50 steps: a few minutes on 2 CPU cores
     python examples/care.py --size 32 --width 64 --device cuda   # CIFAR-10's sizes
 
 The weight is that of equissl's mean-squared `care_loss`: the official code's w (0.03 with 16
@@ -30,7 +30,7 @@ from equissl.objectives import care_loss, nt_xent
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="SimCLR + CARE on the embedded digits")
     p.add_argument("--size", type=int, default=16, help="view side (32: CIFAR's)")
-    p.add_argument("--width", type=int, default=16, help="ResNet-18 width (64: 512 features)")
+    p.add_argument("--width", type=int, default=8, help="ResNet-18 width (64: 512 features)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")
     p.add_argument("--batch", type=int, default=256)

@@ -7,7 +7,7 @@ The uint8 images live on the device and every augmentation is batched there. The
 is then scored by a weighted kNN. Data: the embedded digits (8x8, upsampled by the crops); any
 uint8 (N, C, H, W) set works (`equissl.data.load_data` reads CIFAR-10 and others).
 
-    python examples/esimclr.py                       # a short run on CPU
+    python examples/esimclr.py                       # 50 steps: a few minutes on 2 CPU cores
     python examples/esimclr.py --size 32 --width 64 --device cuda   # the paper's sizes
 """
 
@@ -29,7 +29,7 @@ from equissl.transforms import get_transformation
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="E-SimCLR on the embedded digits")
     p.add_argument("--size", type=int, default=16, help="view side (32: the paper's)")
-    p.add_argument("--width", type=int, default=16, help="ResNet-18 width (64: the paper's)")
+    p.add_argument("--width", type=int, default=8, help="ResNet-18 width (64: the paper's)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")
     p.add_argument("--batch", type=int, default=256)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from equissl.config import build_config
-from equissl.methods import Method, build_method
+from equissl.methods import build_method
 from equissl.runner import upgrade_state
 
 

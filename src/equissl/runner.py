@@ -202,8 +202,7 @@ def evaluate_method(
     if cfg.eval.embedding_plot and figures_dir is not None:
         out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
     accuracy = transformation_accuracy(
-        method,
-        data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
+        method, data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
     )
     out.update(accuracy)
     if method.first_predicted is not None:  # one name for tables across transformations

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from equissl.augment import Augment, build_augment
+from equissl.errors import ConfigError
 from equissl.methods.classifier import OnlineClassifier
 from equissl.methods.invariance import (
     BYOL,
@@ -172,6 +173,11 @@ def build_term(
             spread=spread(t),
         )
     group = get_transformation(t.transform, size, channels)
+    if t.mode == "relative" and group.relative is None:
+        raise ConfigError(
+            f"mode=relative needs a group (an element relating two copies): "
+            f"'{t.transform}' is not one; use rotation, hflip, vflip, jigsaw, invert or rotflip"
+        )
     separate = t.heads == "separate" and len(group.factors) > 1
     sizes = [g.num_labels for g in group.factors] if separate else [group.num_labels]
     hidden = t.head_hidden or 4 * f

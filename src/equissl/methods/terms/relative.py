@@ -6,7 +6,6 @@ import torch
 from torch import Tensor, nn
 
 from equissl.augment import Augment
-from equissl.errors import ConfigError
 from equissl.methods.terms.labels import LabelHeads
 from equissl.transforms import Transformation
 
@@ -31,11 +30,7 @@ class Relative(nn.Module):
     ) -> None:
         super().__init__()
         if transformation.relative is None:
-            raise ConfigError(
-                f"mode=relative needs a group (an element relating two copies): "
-                f"'{transformation.name}' is not one; use rotation, hflip, vflip, jigsaw, "
-                "invert or rotflip"
-            )
+            raise ValueError(f"Relative needs a group: '{transformation.name}' is not one")
         self.name, self.weight = name, weight
         self.augment, self.transformation, self.heads = augment, transformation, heads
         # moves with the module: no copy to the device per step

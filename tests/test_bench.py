@@ -15,7 +15,7 @@ from equissl.augment import build_augment, pipelines
 from equissl.bench import bench_table, measure
 from equissl.cli import main
 from equissl.config import build_config
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.train import PretrainModule, training_optimizer
 
 TINY = ["backbone.width=2", "optim.batch_size=16", "trainer.accelerator=cpu"]
@@ -24,7 +24,7 @@ TINY = ["backbone.width=2", "optim.batch_size=16", "trainer.accelerator=cpu"]
 def _method(presets, overrides=(), size=8, device="cpu"):
     cfg = build_config(presets, [*TINY, *overrides])
     mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
-    method = Method(cfg, in_channels=3, image_size=size, num_classes=10, mean=mean, std=std)
+    method = build_method(cfg, in_channels=3, image_size=size, num_classes=10, mean=mean, std=std)
     return cfg, method.to(device)
 
 

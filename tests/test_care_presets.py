@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from equissl.config import build_config, flat_settings
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.objectives import care_loss
 from equissl.train import lr_factor, training_optimizer
 
@@ -197,7 +197,7 @@ def test_care_weight_equals_the_official_weighted_loss(preset):
 def _method(preset, width=64):
     cfg = build_config([preset], [f"backbone.width={width}"])
     mean, std = torch.zeros(3), torch.ones(3)
-    return cfg, Method(cfg, in_channels=3, image_size=32, num_classes=10, mean=mean, std=std)
+    return cfg, build_method(cfg, in_channels=3, image_size=32, num_classes=10, mean=mean, std=std)
 
 
 @pytest.mark.parametrize(

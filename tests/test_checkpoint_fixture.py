@@ -11,7 +11,7 @@ import torch
 from equissl.augment import to_float
 from equissl.config import load_config_file
 from equissl.eval.features import eval_mode
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.runner import load_state_dict, upgrade_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints-fb632c1"
@@ -27,7 +27,9 @@ def test_a_checkpoint_of_the_earlier_layout_loads_and_gives_the_same_features(na
         {k.removeprefix("method."): v for k, v in state.items() if k.startswith("method.")}
     )
     ones = torch.ones(3)
-    method = Method(cfg, in_channels=3, image_size=16, num_classes=10, mean=0 * ones, std=ones)
+    method = build_method(
+        cfg, in_channels=3, image_size=16, num_classes=10, mean=0 * ones, std=ones
+    )
     method.load_state_dict(method_state, strict=True)  # every key, nothing left over
     assert sorted(method.state_dict()) == sorted(method_state)
     with torch.no_grad(), eval_mode(method):

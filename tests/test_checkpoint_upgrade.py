@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from equissl.config import build_config
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.runner import upgrade_state
 
 
@@ -12,7 +12,7 @@ from equissl.runner import upgrade_state
 def test_first_release_keys_are_renamed_to_todays_layout(preset):
     cfg = build_config([preset], ["backbone.width=4"])
     ones = torch.ones(3)
-    method = Method(cfg, in_channels=3, image_size=12, num_classes=4, mean=ones, std=ones)
+    method = build_method(cfg, in_channels=3, image_size=12, num_classes=4, mean=ones, std=ones)
     state = method.state_dict()
     legacy = {
         k.replace("invariance.projector.", "projector.").replace(".heads.0.", ".head."): v

@@ -26,7 +26,7 @@ from equissl.encoder import (
     extract_features,
 )
 from equissl.errors import DataError, UserError
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.runner import pretrain
 
 TINY = [
@@ -60,7 +60,9 @@ def _method(run_dir):
     """The checkpoint's Method, rebuilt from the run's config.yaml, in eval mode."""
     cfg = load_config_file(run_dir / "config.yaml")
     ones = torch.ones(3)
-    method = Method(cfg, in_channels=3, image_size=12, num_classes=10, mean=ones * 0, std=ones)
+    method = build_method(
+        cfg, in_channels=3, image_size=12, num_classes=10, mean=ones * 0, std=ones
+    )
     state = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=False)
     method.load_state_dict(
         {k.removeprefix("method."): v for k, v in state["state_dict"].items()}, strict=True

@@ -102,11 +102,11 @@ def test_colour_jitter_saturation_is_0_2():
 def _scheduled(preset: str, overrides: list[str], steps: list[int]):
     """The optimiser groups of a preset (a tiny ResNet and heads) and each group's lr at the
     given steps, through PretrainModule's own optimiser and scheduler."""
-    from equissl.methods import Method
+    from equissl.methods import build_method
     from equissl.train import PretrainModule
 
     cfg = build_config([preset], ["backbone.width=4", "optim.epochs=10", *overrides])
-    method = Method(cfg, in_channels=3, image_size=16, num_classes=4, mean=torch.zeros(3), std=torch.ones(3))  # fmt: skip
+    method = build_method(cfg, in_channels=3, image_size=16, num_classes=4, mean=torch.zeros(3), std=torch.ones(3))  # fmt: skip
     images = torch.zeros(cfg.optim.batch_size * 10, 3, 16, 16, dtype=torch.uint8)  # 10 steps/epoch
     module = PretrainModule(cfg, method, images, torch.zeros(len(images), dtype=torch.long))
     setup = module.configure_optimizers()

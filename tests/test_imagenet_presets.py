@@ -28,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 
 from equissl.config import build_config
+from equissl.methods.build import build_invariance
 from equissl.methods.invariance import BarlowTwins, SimCLR, SimSiam
 from equissl.models import projector, transformation_head
 from equissl.objectives import barlow_twins_loss
@@ -197,7 +198,9 @@ def _count(module):
 
 def _branch(name, cls):
     with torch.device("meta"):  # no memory for the 151M-parameter Barlow Twins projector
-        return cls(build_config([name]).method, 2048)
+        branch = build_invariance(build_config([name]).method, 2048, backbone=None)
+    assert isinstance(branch, cls)
+    return branch
 
 
 def test_simclr_projector_is_the_official_one():

@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 from equissl.config import build_config
 from equissl.data.load import NATIVE_SIZES
 from equissl.errors import UserError
-from equissl.methods import Method
+from equissl.methods import Method, build_method
 from equissl.outputs import check_file_writable
 from equissl.reports.atomic import write_text_atomic
 from equissl.runner import backbone_label, method_label
@@ -163,7 +163,7 @@ def build_bench_method(
 ) -> tuple[Method, torch.optim.Optimizer]:
     """The configured method on `device`, prepared as training prepares it, and its optimiser."""
     channels = cfg.data.channels
-    method = Method(
+    method = build_method(
         cfg,
         in_channels=channels,
         image_size=size,

@@ -33,7 +33,7 @@ from equissl.eval import (
 )
 from equissl.eval.features import eval_mode
 from equissl.finite import describe_nonfinite, nonfinite_names
-from equissl.methods import Method
+from equissl.methods import Method, build_method, transformation_accuracy
 from equissl.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
@@ -98,10 +98,9 @@ def pretraining_images(data: DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def build_method(
-    cfg: DictConfig, data: DataSplits, mean: torch.Tensor, std: torch.Tensor
-) -> Method:
-    return Method(
+def method_for(cfg: DictConfig, data: DataSplits, mean: torch.Tensor, std: torch.Tensor) -> Method:
+    """The configured method for `data`'s images and classes."""
+    return build_method(
         cfg,
         in_channels=data.channels,
         image_size=data.image_size,
@@ -202,8 +201,8 @@ def evaluate_method(
         out.update(corruption_results(method, data, cfg, device, heads, figures_dir))
     if cfg.eval.embedding_plot and figures_dir is not None:
         out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
-    accuracy = method.transformation_accuracy(
-        data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
+    accuracy = transformation_accuracy(
+        method, data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
     )
     out.update(accuracy)
     if method.first_predicted is not None:  # one name for tables across transformations
@@ -324,7 +323,7 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]
         )
     L.seed_everything(cfg.seed, verbose=False)
     mean, std = channel_stats(images)
-    method = build_method(cfg, data, mean, std)
+    method = method_for(cfg, data, mean, std)
     module = PretrainModule(cfg, method, images, labels)
     run_dir.mkdir(parents=True, exist_ok=True)
     if step is None and _first_process():
@@ -424,7 +423,7 @@ def evaluate_checkpoint(
     ones = torch.ones(
         data.channels
     )  # placeholder stats: the checkpoint's mean/std buffers load over them
-    method = build_method(cfg, data, ones * 0, ones)
+    method = method_for(cfg, data, ones * 0, ones)
     try:
         missing, unexpected = method.load_state_dict(method_state, strict=False)
     except RuntimeError as exc:

@@ -114,7 +114,7 @@ def test_probabilities_select_images_and_off_draws_nothing_new():
 
 
 def test_config_builds_two_view_pipelines_and_rejects_bad_settings():
-    from equissl.methods.terms import make_augment
+    from equissl.methods.build import make_augment
 
     cfg = build_config(["imagenet-esimclr"])
     a = cfg.augment

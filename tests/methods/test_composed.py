@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from equissl.config import build_config
-from equissl.methods import Method
+from equissl.methods import Method, build_method
 from equissl.objectives import info_nce, nt_xent
 
 
@@ -13,7 +13,7 @@ def _method(preset: str) -> Method:
     torch.manual_seed(0)
     cfg = build_config([preset], ["backbone.width=4", "method.temperature=0.2"])
     mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.3])
-    return Method(cfg, in_channels=3, image_size=12, num_classes=10, mean=mean, std=std)
+    return build_method(cfg, in_channels=3, image_size=12, num_classes=10, mean=mean, std=std)
 
 
 def _batch(n: int = 6):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from equissl.config import build_config
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.transforms import TRANSFORMS
 
 SIZE = 12
@@ -15,7 +15,7 @@ def _train(presets: list[str], overrides: list[str], steps: int = 30) -> list[fl
     torch.manual_seed(0)
     cfg = build_config(presets, ["backbone.width=4", *overrides])
     mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
-    method = Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=mean, std=std)
+    method = build_method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=mean, std=std)
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (16, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 4, (16,), generator=g)
@@ -91,14 +91,12 @@ def test_care_terms_train(presets, overrides, metric):
     # The CARE term alone sends a gradient to the backbone and is logged under its name.
     cfg = build_config(presets, ["backbone.width=4", *overrides])
     ones = torch.ones(3)
-    method = Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=ones, std=ones)
+    method = build_method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=ones, std=ones)
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (16, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
     views = method.make_views(images, torch.Generator().manual_seed(2))
     term = method.terms[0]
-    loss, metrics = term.loss(
-        method.encode(views["0"]), views["0/targets"], method.shared_projector
-    )
+    loss, metrics = term.loss(method.encode(views["0"]), views["0/targets"])
     assert metric in metrics and float(metrics[f"{term.name}_loss"]) > 0  # Gram mismatch
     loss.backward()
     grads = [p.grad for p in method.backbone.parameters() if p.grad is not None]
@@ -131,7 +129,7 @@ def test_every_method_trains_with_an_eqresnet(presets, group):
 def test_eqresnet_rotation_head_reads_the_orientation_features():
     cfg = build_config(["esimclr"], ["backbone=eqresnet18", "group=c4", "backbone.fields=2"])
     ones = torch.ones(3)
-    method = Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=ones, std=ones)
+    method = build_method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=ones, std=ones)
     method.eval()
     assert cfg.backbone.name == "eqresnet18" and method.backbone.group.name == "c4"  # short keys
     assert method.backbone.num_features == 16

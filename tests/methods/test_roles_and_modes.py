@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from equissl.config import build_config
-from equissl.methods import Method
+from equissl.methods import Method, build_method
 from equissl.methods.invariance import BYOL
 
 SIZE = 12
@@ -17,7 +17,7 @@ def _method(presets, overrides) -> Method:
     torch.manual_seed(0)
     cfg = build_config(presets, ["backbone.width=4", *overrides])
     mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
-    return Method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=mean, std=std)
+    return build_method(cfg, in_channels=3, image_size=SIZE, num_classes=4, mean=mean, std=std)
 
 
 def _batch(n: int = 8):
@@ -44,7 +44,7 @@ def test_invariance_role_rotates_each_invariance_view_by_a_sampled_element():
 def test_off_role_is_ignored():
     images, labels = _batch()
     off = _method(["esimclr"], ["method.equivariance.0.role=off"])
-    assert len(off.terms) == 0 and not off.invariant_transforms
+    assert len(off.terms) == 0 and not off.views.transforms
     ref = _method(["simclr"], [])
     loss_off, _ = off.loss(images, labels, torch.Generator().manual_seed(1))
     loss_ref, _ = ref.loss(images, labels, torch.Generator().manual_seed(1))

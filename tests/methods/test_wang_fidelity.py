@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from equissl.config import build_config
-from equissl.methods import Method
+from equissl.methods import Method, build_method
 from equissl.sweep import load_sweep, sweep_configs
 from equissl.train import lr_factor, training_optimizer
 
@@ -18,7 +18,7 @@ def _method(presets, *extra: str) -> Method:
     torch.manual_seed(0)
     cfg = build_config(presets, ["backbone.width=4", *extra])
     mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.3])
-    return Method(cfg, in_channels=3, image_size=8, num_classes=10, mean=mean, std=std)
+    return build_method(cfg, in_channels=3, image_size=8, num_classes=10, mean=mean, std=std)
 
 
 def _effective_lr(cfg, steps_per_epoch: int):
@@ -163,7 +163,7 @@ def test_base_augmentations_paper_scale_runs_the_equivariant_network_recipe():
 
 def test_a_whole_image_crop_is_the_identity_so_crop_flip_is_flip_only():
     """Equivariant Network/train.py `sup`: RandomCrop(32) of a 32x32 image, then a flip."""
-    from equissl.methods.terms import make_augment
+    from equissl.methods.build import make_augment
 
     cfg = build_config(["pretext"], ["augment.flip_p=0"]).augment
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from equissl.config import build_config
 from equissl.errors import ConfigError
-from equissl.methods import Method
+from equissl.methods import build_method
 from equissl.models import KeyQueue
 from equissl.objectives import moco_loss
 
@@ -86,7 +86,7 @@ def _moco_method(extra=()):
         ["backbone.width=4", "optim.batch_size=8", "method.moco_queue=16", *extra],
     )
     mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
-    return Method(cfg, in_channels=3, image_size=8, num_classes=3, mean=mean, std=std)
+    return build_method(cfg, in_channels=3, image_size=8, num_classes=3, mean=mean, std=std)
 
 
 def test_key_encoder_moves_by_its_momentum_on_parameters_only():

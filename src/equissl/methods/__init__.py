@@ -1,5 +1,12 @@
-"""Methods: compositions of an invariance loss and equivariance terms, built from config."""
+"""Methods: compositions of an invariance branch and equivariance terms.
 
-from equissl.methods.composed import EquivarianceTerm, Method
+The parts (`invariance/`, `terms/`, `Method`) take plain arguments; `build_method` reads the
+configuration and builds them.
+"""
 
-__all__ = ["EquivarianceTerm", "Method"]
+from equissl.methods.accuracy import transformation_accuracy
+from equissl.methods.build import build_method
+from equissl.methods.method import Method
+from equissl.methods.terms import Term
+
+__all__ = ["Method", "Term", "build_method", "transformation_accuracy"]

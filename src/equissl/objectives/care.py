@@ -78,3 +78,9 @@ def infonce_uniformity(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tens
         excluded = (idx[:, None] == idx[None, :]) | ((idx[:, None] - idx[None, :]).abs() == n2 // 2)
         logits = (z @ z.T / temperature).masked_fill(excluded, -math.inf)
         return torch.logsumexp(logits, dim=1).mean()
+
+
+def paired_uniformity(z1: Tensor, z2: Tensor, t: float = 2.0) -> Tensor:
+    """Wang & Isola's uniformity within each of two copies (N, D), averaged: the copies of an
+    image are never pushed apart."""
+    return (uniformity_loss(z1, t) + uniformity_loss(z2, t)) / 2

@@ -32,14 +32,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from equissl.config import build_config
+from equissl.app.config import build_config
+from equissl.app.outputs import check_file_writable
+from equissl.app.runner import backbone_label, method_label
+from equissl.app.train import prepare_method, resolve_precision, training_optimizer, uses_cuda
 from equissl.data.load import NATIVE_SIZES
 from equissl.errors import UserError
 from equissl.methods import Method, build_method
-from equissl.outputs import check_file_writable
 from equissl.reports.atomic import write_text_atomic
-from equissl.runner import backbone_label, method_label
-from equissl.train import prepare_method, resolve_precision, training_optimizer, uses_cuda
 
 DEFAULT_SIZE = 32  # when `data.size` is 0 and the source has no fixed size (ImageFolder)
 POOL = 4  # resident images = POOL x batch, so the gather reads a set larger than one batch

@@ -185,8 +185,8 @@ def unique_run_name(presets: list[str], out_dir: Path, now: float | None = None)
 
 
 def cmd_pretrain(args: list[str]) -> None:
-    from equissl.config import build_config
-    from equissl.runner import pretrain, run_dir_of
+    from equissl.app.config import build_config
+    from equissl.app.runner import pretrain, run_dir_of
 
     presets, overrides = _split(args)
     cfg = build_config(presets, overrides)
@@ -202,9 +202,9 @@ def cmd_pretrain(args: list[str]) -> None:
 
 
 def cmd_eval(args: list[str]) -> None:
-    from equissl.config import build_config, load_config_file
+    from equissl.app.config import build_config, load_config_file
+    from equissl.app.runner import evaluate_checkpoint
     from equissl.errors import UserError
-    from equissl.runner import evaluate_checkpoint
 
     presets, overrides = _split(args)
     ckpt = _pop(overrides, "ckpt")
@@ -224,7 +224,7 @@ def cmd_eval(args: list[str]) -> None:
 
 
 def cmd_export(args: list[str]) -> None:
-    from equissl.encoder import export_backbone
+    from equissl.app.export import export_backbone
 
     presets, overrides = _split(args)
     ckpt = _pop(overrides, "ckpt")
@@ -240,7 +240,7 @@ def cmd_export(args: list[str]) -> None:
 
 def _run_sweep(name: str, overrides: list[str], scale: str | None = None) -> Path:
     """Run a sweep, print its table, then fail (one line, exit 2) if any run failed."""
-    from equissl.sweep import load_sweep, raise_failures, run_sweep
+    from equissl.app.sweep import load_sweep, raise_failures, run_sweep
 
     out_dir = _pop(overrides, "out_dir") or "runs"
     table, root, failures = run_sweep(load_sweep(name), overrides, out_dir, scale=scale)
@@ -259,7 +259,8 @@ def cmd_sweep(args: list[str]) -> None:
 
 
 def cmd_report(args: list[str]) -> None:
-    from equissl.outputs import check_file_writable
+    from equissl.app.outputs import check_file_writable
+    from equissl.app.sweep import DEFAULT_COLUMNS
     from equissl.reports import (
         collect_results,
         markdown_table,
@@ -267,7 +268,6 @@ def cmd_report(args: list[str]) -> None:
         plot_rows_sensitivity,
         write_table,
     )
-    from equissl.sweep import DEFAULT_COLUMNS
 
     dirs, overrides = _split(args)
     out = _pop(overrides, "out") or "report"
@@ -332,15 +332,15 @@ def cmd_demo(args: list[str]) -> None:
 
 
 def cmd_config(args: list[str]) -> None:
-    from equissl.config import build_config
-    from equissl.keyhelp import annotated_settings
+    from equissl.app.config import build_config
+    from equissl.app.keyhelp import annotated_settings
 
     presets, overrides = _split(args)
     print(annotated_settings(build_config(presets, overrides)))
 
 
 def cmd_presets(args: list[str]) -> None:
-    from equissl.config import CONFIG_DIR
+    from equissl.app.config import CONFIG_DIR
 
     for path in sorted(CONFIG_DIR.rglob("*.yaml")):
         print(f"{path.stem:24s} {path.relative_to(CONFIG_DIR)}")
@@ -353,7 +353,7 @@ def cmd_photonics(args: list[str]) -> None:
 
 
 def cmd_bench(args: list[str]) -> None:
-    from equissl.bench import OPTIONS, bench_command
+    from equissl.app.bench import OPTIONS, bench_command
 
     presets, overrides = _split(args)
     options = {key: _pop(overrides, key) for key in OPTIONS}
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from equissl import signals
+    from equissl.app import signals
     from equissl.errors import UserError
 
     try:

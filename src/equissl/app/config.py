@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from equissl.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).parents[1] / "configs"  # equissl/configs: package data
 
 
 @dataclass
@@ -300,7 +300,7 @@ class Config:
 def choices() -> dict[str, tuple[Any, ...]]:
     """The valid values of each key with a fixed set. Datasets, augmentations, backbones and
     groups are their registries' names, imported here on first use (they load torch), so that
-    `import equissl.config` stays light."""
+    `import equissl.app.config` stays light."""
     from equissl.augment.pipelines import PIPELINES
     from equissl.data.load import READERS
     from equissl.models.backbones import BACKBONES

@@ -1,5 +1,5 @@
 """One-line meanings of the configuration keys, read from the comments of the schema
-(`equissl.config`'s dataclasses), for `equissl config` and `equissl <command> --help`."""
+(`equissl.app.config`'s dataclasses), for `equissl config` and `equissl <command> --help`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import inspect
 import re
 import typing
 
-from equissl import config
+from equissl.app import config
 
 # `name: type = default  # meaning`, then `#   more` lines continuing the meaning.
 FIELD = re.compile(r"^\s+(\w+): [^=]+=.*?(?:#\s*(.*))?$")

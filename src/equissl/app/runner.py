@@ -8,8 +8,6 @@ rename); metrics.csv is appended to by Lightning's CSV logger.
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -20,9 +18,28 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from equissl import signals
+from equissl.app import signals
+from equissl.app.config import to_yaml
+from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
+from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
+    LEGACY_KEYS,
+    backbone_label,
+    method_label,
+    read_checkpoint,
+    run_dir_of,
+    upgrade_state,
+    write_json,
+)
+from equissl.app.suite import (
+    augmented_probe_results,
+    corruption_results,
+    embedding_views,
+    low_label_results,
+    probe_and_knn,
+    transfer_results,
+)
+from equissl.app.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
 from equissl.augment import channel_stats
-from equissl.config import to_yaml
 from equissl.data import DataSplits, load_data
 from equissl.errors import ConfigError, UserError
 from equissl.eval import (
@@ -34,23 +51,8 @@ from equissl.eval import (
 from equissl.eval.features import eval_mode
 from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.methods import Method, build_method, transformation_accuracy
-from equissl.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
-from equissl.suite import (
-    augmented_probe_results,
-    corruption_results,
-    embedding_views,
-    low_label_results,
-    probe_and_knn,
-    transfer_results,
-)
-from equissl.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
 
 # Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("seed", "data", "augment", "method", "backbone", "optim")
@@ -65,14 +67,13 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def read_resume_step(last: Path, cfg: DictConfig) -> int:
     """The global step of last.ckpt, after checking it was written by the same configuration."""
-    try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        step = int(ckpt["global_step"])
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-        raise UserError(
-            f"cannot resume from {last}: {' '.join(str(exc).split())[:200]}; "
-            "delete it or pass resume=never with another name=..."
-        ) from None
+    ckpt = read_checkpoint(
+        last,
+        "global_step",
+        unreadable="cannot resume from {path}: {why}; "
+        "delete it or pass resume=never with another name=...",
+    )
+    step = int(ckpt["global_step"])
     saved = _flat({k: ckpt.get("equissl_config", {}).get(k) for k in RESUME_KEYS})
     now = _flat({k: OmegaConf.to_container(cfg, resolve=True)[k] for k in RESUME_KEYS})
     for key in sorted(set(saved) | set(now)):
@@ -82,10 +83,6 @@ def read_resume_step(last: Path, cfg: DictConfig) -> int:
                 "pass another name=... for a new run"
             )
     return step
-
-
-def run_dir_of(cfg: DictConfig) -> Path:
-    return Path(cfg.out_dir) / cfg.name
 
 
 def pretraining_images(data: DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,28 +227,6 @@ def evaluate_method(
     return out
 
 
-def backbone_label(cfg: DictConfig) -> str:
-    """e.g. resnet18-w16, eqresnet18-c4-w16 (an EqResNet with `fields` set: -f8)."""
-    b = cfg.backbone
-    if not b.name.startswith("eq"):
-        return f"{b.name}-w{b.width}"
-    return f"{b.name}-{b.group}-" + (f"f{b.fields}" if b.fields else f"w{b.width}")
-
-
-def method_label(cfg: DictConfig) -> str:
-    if cfg.optim.epochs == 0 or cfg.backbone.frozen:
-        return "random-init"
-    terms = "+".join(
-        f"{t.transform}:{t.mode if t.role == 'equivariance' else 'invariant'}"
-        for t in cfg.method.equivariance
-        if t.role != "off"
-    )
-    label = f"{cfg.method.invariance}{'+' + terms if terms else ''}"
-    if cfg.method.classifier != "detached":
-        label += f"/{cfg.method.classifier}{cfg.method.class_weight:g}"
-    return label
-
-
 @torch.no_grad()
 def online_accuracy(
     classifier: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor
@@ -366,14 +341,7 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]
 def load_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
     """The model weights of a checkpoint, with one clear error for a missing or bad file."""
     path = Path(ckpt)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-        raise UserError(
-            f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:200]}; is it truncated?"
-        ) from None
+    state = read_checkpoint(path, "state_dict")["state_dict"]
     bad = nonfinite_names(state)
     if bad:
         raise UserError(
@@ -381,25 +349,6 @@ def load_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
             "it cannot be evaluated: retrain with a lower optim.lr"
         )
     return state
-
-
-# Checkpoints of the first release (SimCLR's projector on the method, one `head` per term)
-# under today's names: (anchored pattern, replacement).
-LEGACY_KEYS = (
-    (re.compile(r"^projector\."), "invariance.projector."),
-    (re.compile(r"^terms\.(\d+)\.head\."), r"terms.\1.heads.0."),
-)
-
-
-def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename the keys of a first-release checkpoint so it loads into today's `Method`; today's
-    keys match neither pattern and pass through."""
-    upgraded = {}
-    for key, value in state.items():
-        for pattern, new in LEGACY_KEYS:
-            key = pattern.sub(new, key)
-        upgraded[key] = value
-    return upgraded
 
 
 def evaluate_checkpoint(

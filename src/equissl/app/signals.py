@@ -52,7 +52,7 @@ def _handler(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def installed() -> Iterator[None]:
     """Route SIGTERM and SIGINT to `Stop` while a command runs; the previous handlers return
-    after it (so `equissl.cli.main` called from Python leaves its caller's handlers alone)."""
+    after it (so `equissl.app.cli.main` called from Python leaves its caller's handlers alone)."""
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
     _state["pid"] = os.getpid()
     for signum in HANDLED:

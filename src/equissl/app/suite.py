@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import DataSplits, load_data
 from equissl.data.subset import balanced_subset
 from equissl.eval import extract_features, knn_accuracy, linear_probe

@@ -27,9 +27,10 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from equissl.config import _load_yaml, build_config, flat_settings, parse_overrides, sweep_path
+from equissl.app.config import _load_yaml, build_config, flat_settings, parse_overrides, sweep_path
+from equissl.app.outputs import OutputError, check_writable
+from equissl.app.runner import method_label, pretrain, write_json
 from equissl.errors import ConfigError, UserError
-from equissl.outputs import OutputError, check_writable
 from equissl.reports import (
     collect_results,
     markdown_table,
@@ -37,7 +38,6 @@ from equissl.reports import (
     plot_rows_sensitivity,
     write_table,
 )
-from equissl.runner import method_label, pretrain, write_json
 
 DEFAULT_COLUMNS = [
     "name",

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
-from equissl import signals
+from equissl.app import signals
 from equissl.data import place_on_device
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite

@@ -34,7 +34,6 @@ from equissl.models import build_backbone
 
 FORMAT = "equissl-backbone"
 FORMAT_VERSION = 1
-PREFIX = "backbone."
 # The weights file's metadata key holding the description (the .json's content) as JSON text.
 METADATA_KEY = "equissl"
 BACKBONE_KEYS = ("name", "stem", "width", "group", "fields", "in_channels")

@@ -29,13 +29,15 @@ from equissl.encoder import (
     FORMAT,
     FORMAT_VERSION,
     METADATA_KEY,
-    PREFIX,
     json_path_of,
 )
 from equissl.errors import UserError
 from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.models import build_backbone
 from equissl.reports.atomic import temp_beside
+
+# The backbone's keys in a checkpoint: "method." + PREFIX + the key in the export.
+PREFIX = "backbone."
 
 
 class ExportError(UserError):

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from equissl.bench import commit, sync
+from equissl.app.bench import commit, sync
 
 __all__ = ["add_timing_options", "provenance", "set_up", "sync"]
 

@@ -40,7 +40,7 @@ from cases import (  # noqa: E402 - after the path set-up
 
 RUNNER = (
     "import json, sys; sys.path.insert(0, {faults!r}); from cases import apply_fault; "
-    "apply_fault({fault!r}); from equissl.cli import main; sys.exit(main(json.loads({argv!r})))"
+    "apply_fault({fault!r}); from equissl.app.cli import main; sys.exit(main(json.loads({argv!r})))"
 )
 
 
@@ -90,7 +90,7 @@ def run_case(case: Case, tmp: Path, trained: Path) -> dict:
 def signal_rows(tmp: Path) -> list[dict]:
     """SIGTERM and SIGINT mid-training, SIGTERM at start-up, SIGKILL mid-epoch; each resumed
     run compared step by step with an uninterrupted one."""
-    from equissl.cli import main
+    from equissl.app.cli import main
 
     assert main(tiny(tmp, *LONG, name="whole")) == 0
     whole = step_losses(tmp / "runs" / "whole")
@@ -100,7 +100,9 @@ def signal_rows(tmp: Path) -> list[dict]:
         status, err, run = signal_run(tmp, signum, name.lower())
         lines = [line for line in err.splitlines() if line.strip()]
         rerun = tiny(tmp, *LONG, name=name.lower())
-        again = subprocess.run([sys.executable, "-m", "equissl.cli", *rerun], capture_output=True)
+        again = subprocess.run(
+            [sys.executable, "-m", "equissl.app.cli", *rerun], capture_output=True
+        )
         same = again.returncode == 0 and step_losses(run) == whole
         killed = signum == signal.SIGKILL  # no handler runs: nothing printed, status -9
         rows.append(

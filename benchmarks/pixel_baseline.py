@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from equissl.app.config import build_config
+from equissl.app.suite import probe_and_knn
 from equissl.augment import channel_stats, normalize, to_float
-from equissl.config import build_config
 from equissl.data import load_data
 from equissl.reports.atomic import write_text_atomic
-from equissl.suite import probe_and_knn
 
 
 def pixels(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

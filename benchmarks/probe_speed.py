@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 import equissl
 from common import provenance
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
+from equissl.app.export import export_backbone
 from equissl.data import load_data
-from equissl.encoder import export_backbone
 from equissl.eval.linear import linear_probe, standardise
 
 

@@ -12,8 +12,8 @@ import argparse
 
 from torch.profiler import ProfilerActivity, profile
 
-from equissl.bench import bench_device, build_bench_method, image_size, step_functions
-from equissl.config import build_config
+from equissl.app.bench import bench_device, build_bench_method, image_size, step_functions
+from equissl.app.config import build_config
 
 
 def main() -> None:

@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
-from equissl.bench import commit, device_name, sync  # noqa: E402
-from equissl.config import build_config  # noqa: E402
+from equissl.app.bench import commit, device_name, sync  # noqa: E402
+from equissl.app.config import build_config  # noqa: E402
+from equissl.app.runner import evaluate_checkpoint, method_label, pretrain, run_dir_of  # noqa: E402
+from equissl.app.train import resolve_precision  # noqa: E402
 from equissl.reports.atomic import write_text_atomic  # noqa: E402
-from equissl.runner import evaluate_checkpoint, method_label, pretrain, run_dir_of  # noqa: E402
-from equissl.train import resolve_precision  # noqa: E402
 
 PROTOCOL = "cifar10-gpu-speed"
 SITE = ROOT / ".cache" / "gpu-site"

@@ -4,7 +4,7 @@ The full step is what `equissl pretrain` runs (gather a uint8 batch, augment on 
 backbone, heads, losses, backward, optimizer step). The bare step is only the backbone's
 forward and backward over tensors of exactly the same shapes (all views). Their ratio is the
 overhead of everything that is not the backbone; the goal on CPU is at most 1.10. The
-measurement is `equissl bench` (src/equissl/bench.py), run here for several methods at once.
+measurement is `equissl bench` (src/equissl/app/bench.py), run here for several methods at once.
 
     .venv/bin/python benchmarks/throughput.py --methods simclr esimclr --width 16 --batch 256
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 from common import add_timing_options, set_up
-from equissl.bench import bench_table, measure
-from equissl.config import build_config
+from equissl.app.bench import bench_table, measure
+from equissl.app.config import build_config
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from equissl.app.bench import bench_table, measure
+from equissl.app.cli import main
+from equissl.app.config import build_config
+from equissl.app.train import PretrainModule, training_optimizer
 from equissl.augment import build_augment, pipelines
-from equissl.bench import bench_table, measure
-from equissl.cli import main
-from equissl.config import build_config
 from equissl.methods import build_method
-from equissl.train import PretrainModule, training_optimizer
 
 TINY = ["backbone.width=2", "optim.batch_size=16", "trainer.accelerator=cpu"]
 
@@ -251,7 +251,7 @@ def test_views_stay_float32_under_bf16_autocast():
 
 # -- trainer.compile ---------------------------------------------------------------------------
 def test_compile_trains_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
-    from equissl.runner import pretrain
+    from equissl.app.runner import pretrain
 
     compiled = []
     real = torch.compile

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from equissl.config import build_config, flat_settings
+from equissl.app.config import build_config, flat_settings
+from equissl.app.train import lr_factor, training_optimizer
 from equissl.methods import build_method
 from equissl.objectives import care_loss
-from equissl.train import lr_factor, training_optimizer
 
 CIFAR_RECIPE = {
     "backbone.name": "resnet50",

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from equissl.app.config import load_config_file
+from equissl.app.runner import load_state_dict, upgrade_state
 from equissl.augment import to_float
-from equissl.config import load_config_file
 from equissl.eval.features import eval_mode
 from equissl.methods import build_method
-from equissl.runner import load_state_dict, upgrade_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints-fb632c1"
 

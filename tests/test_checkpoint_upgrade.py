@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from equissl.config import build_config
+from equissl.app.config import build_config
+from equissl.app.runner import upgrade_state
 from equissl.methods import build_method
-from equissl.runner import upgrade_state
 
 
 @pytest.mark.parametrize("preset", ["esimclr", "simclr", "pretext"])

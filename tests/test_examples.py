@@ -15,7 +15,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ("esimclr", "care")
 MAX_LINES = 120
 # The tool on top of the blocks: an example that needs one of these is not a plain loop.
-FORBIDDEN = ("equissl.methods", "equissl.train", "equissl.runner", "equissl.config", "equissl.cli")
+FORBIDDEN = (
+    "equissl.app",
+    "equissl.methods",
+    "equissl.train",
+    "equissl.runner",
+    "equissl.config",
+    "equissl.cli",
+)
 BLOCKS = ("augment", "transforms", "models", "objectives", "data", "eval")
 TINY = ["--width", "4", "--size", "16", "--batch", "32", "--device", "cpu"]
 # Per example: the steps and lr at which the tiny run learns visibly within a few seconds.

@@ -5,8 +5,8 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from equissl.cli import EXPERIMENTS, main
-from equissl.sweep import load_sweep, sweep_configs
+from equissl.app.cli import EXPERIMENTS, main
+from equissl.app.sweep import load_sweep, sweep_configs
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -96,7 +96,7 @@ def test_base_augmentations_study_at_smoke_scale(tmp_path):
 
 
 def test_gains_are_differences_from_the_named_baseline():
-    from equissl.sweep import add_gains
+    from equissl.app.sweep import add_gains
 
     rows = [
         {"name": "a", "acc": 40.0, "x": 1},

@@ -13,21 +13,19 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import equissl
+from equissl.app.cli import main
+from equissl.app.config import build_config, load_config_file
+from equissl.app.export import CheckpointError, ExportError, export_backbone
+from equissl.app.runner import pretrain
 from equissl.augment import to_float
-from equissl.cli import main
-from equissl.config import build_config, load_config_file
 from equissl.encoder import (
     BackboneFileError,
-    CheckpointError,
     Encoder,
-    ExportError,
     ImageShapeError,
-    export_backbone,
     extract_features,
 )
 from equissl.errors import DataError, UserError
 from equissl.methods import build_method
-from equissl.runner import pretrain
 
 TINY = [
     "data.limit=64",
@@ -245,7 +243,7 @@ def test_export_errors(runs, tmp_path, capsys):
 def test_export_refuses_an_unwritable_folder(runs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "locked"
     out.mkdir()
-    monkeypatch.setattr("equissl.encoder.os.access", lambda path, mode: False)
+    monkeypatch.setattr("equissl.app.export.os.access", lambda path, mode: False)
     _cli_fails(
         capsys,
         ["export", f"ckpt={runs / 'resnet' / 'last.ckpt'}", f"out={out / 'b.safetensors'}"],
@@ -468,7 +466,7 @@ def test_an_export_killed_between_its_renames_still_loads(runs, tmp_path):
     old_json = description.read_bytes()
     code = (
         "import os\n"
-        "from equissl.encoder import export_backbone\n"
+        "from equissl.app.export import export_backbone\n"
         "real = os.replace\n"
         "def replace(src, dst):\n"
         "    real(src, dst)\n"

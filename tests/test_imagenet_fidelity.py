@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from equissl.config import build_config
+from equissl.app.config import build_config
 from equissl.models import transformation_head
 from equissl.optim import LARS, param_groups, warmup_cosine
 
@@ -102,8 +102,8 @@ def test_colour_jitter_saturation_is_0_2():
 def _scheduled(preset: str, overrides: list[str], steps: list[int]):
     """The optimiser groups of a preset (a tiny ResNet and heads) and each group's lr at the
     given steps, through PretrainModule's own optimiser and scheduler."""
+    from equissl.app.train import PretrainModule
     from equissl.methods import build_method
-    from equissl.train import PretrainModule
 
     cfg = build_config([preset], ["backbone.width=4", "optim.epochs=10", *overrides])
     method = build_method(cfg, in_channels=3, image_size=16, num_classes=4, mean=torch.zeros(3), std=torch.ones(3))  # fmt: skip

@@ -27,7 +27,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from equissl.config import build_config
+from equissl.app.config import build_config
 from equissl.methods.build import build_invariance
 from equissl.methods.invariance import BarlowTwins, SimCLR, SimSiam
 from equissl.models import projector, transformation_head

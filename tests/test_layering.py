@@ -14,8 +14,13 @@ Two layers (DESIGN.md, "Blocks below, the tool on top"):
   and the small shared modules (errors, warnings, seeds, chunks, distributed gathers, optimisers,
   the version). `data.load.load_data` reads the configuration's `data` section by its fields,
   without importing the schema: the one place data/ reads the config.
-- TOOL: the command line, the typed config, runs, sweeps, benchmarks, the Lightning glue, the
-  export, and `equissl photonics` (its command and its study runner, workflow).
+- TOOL: the wing `equissl.app` (the command line, the typed config, runs and the one checkpoint
+  reader, sweeps, benchmarks, the Lightning glue, the export), the old single-file names of its
+  modules (`equissl.cli`, `equissl.runner`, ...: deprecated shims, the same module objects),
+  `equissl photonics` (its command and its study runner, workflow) and the package root.
+
+`equissl.encoder` is library: it loads an exported backbone (inference only); writing the export
+is `equissl.app.export`.
 
 `equissl.methods` is library: `methods/build.py` is its one place that reads the configuration
 (by its fields, without importing the schema); every class below it takes plain arguments.
@@ -30,21 +35,25 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+SHIMS = (
+    "cli",
+    "config",
+    "keyhelp",
+    "sweep",
+    "bench",
+    "runner",
+    "train",
+    "suite",
+    "signals",
+    "outputs",
+)
 
 TOOL = (
     "equissl",  # the package root: a facade that loads Encoder and load_backbone on first use
     "equissl.__main__",
-    "equissl.cli",
-    "equissl.config",
-    "equissl.keyhelp",
-    "equissl.sweep",
-    "equissl.bench",
-    "equissl.runner",
-    "equissl.train",
-    "equissl.suite",
-    "equissl.encoder",  # the export, the checkpoint reader and the Encoder it loads
-    "equissl.signals",
-    "equissl.outputs",
+    "equissl.app",  # the tool's wing: cli, config, runner, runs, train, export, sweep, bench...
+    # The modules' names before the wing: shims that re-export it (kept for one release).
+    *(f"equissl.{name}" for name in SHIMS),
     "equissl.photonics.command",
     "equissl.photonics.workflow",
 )
@@ -66,6 +75,7 @@ LIBRARY = (
     "equissl.optim",
     "equissl.version",
     "equissl.methods",
+    "equissl.encoder",  # an exported backbone, loaded for inference
 )
 PENDING: tuple[str, ...] = ()  # modules not yet placed (none)
 
@@ -189,3 +199,26 @@ def test_the_library_never_imports_the_tool():
         if layer(target) == "tool"
     )
     assert wrong == []
+
+
+def test_the_shims_only_point_at_the_wing():
+    """Each old name imports its module in equissl.app and nothing else, and no module of the
+    package imports an old name (they are kept for code outside it)."""
+    graph = import_graph()
+    old = {f"equissl.{name}" for name in SHIMS}
+    for name in old:
+        assert graph[name] == {name.replace("equissl.", "equissl.app.", 1)}, name
+    assert sorted(f"{a} imports {b}" for a, targets in graph.items() for b in targets & old) == []
+
+
+def test_one_module_reads_checkpoints():
+    """`torch.load` (the only way equissl opens a .ckpt) is called in equissl.app.runs alone:
+    resume, `equissl eval` and `equissl export` all read through `read_checkpoint`."""
+    callers = sorted(
+        name
+        for name, (path, _) in modules().items()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "load"
+        if isinstance(node.value, ast.Name) and node.value.id == "torch"
+    )
+    assert callers == ["equissl.app.runs"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from equissl.cli import main
+from equissl.app.cli import main
 
 SMALL_VIEWS = [  # the ImageNet views at CIFAR sizes, so that the smoke run takes seconds
     "augment.size=32",

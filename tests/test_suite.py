@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from equissl.cli import main
-from equissl.config import build_config
-from equissl.runner import pretrain
+from equissl.app.cli import main
+from equissl.app.config import build_config
+from equissl.app.runner import pretrain
 
 
 def write_imagefolder(root, per_class, size):
@@ -142,7 +142,7 @@ def test_eval_out_must_be_a_json_name(checkpoint, capsys):
 
 def test_online_accuracy_is_the_classifiers_test_accuracy():
     """Wang et al.'s reported number: the online classifier's argmax on test features."""
-    from equissl.runner import online_accuracy
+    from equissl.app.runner import online_accuracy
 
     classifier = torch.nn.Linear(3, 3, bias=False)
     with torch.no_grad():

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from equissl.config import build_config, to_yaml
+from equissl.app.config import build_config, to_yaml
+from equissl.app.sweep import Sweep, SweepRun, finished_earlier, sweep_configs
 from equissl.errors import ConfigError
-from equissl.sweep import Sweep, SweepRun, finished_earlier, sweep_configs
 
 
 def _finished(tmp_path, cfg, results):
@@ -84,8 +84,8 @@ def test_an_override_equal_to_a_runs_own_setting_is_not_ambiguous(tmp_path):
 def test_sweep_and_run_folders_cannot_collide(tmp_path):
     """An experiment's folder that is a single run's folder (or the reverse) is refused with
     one line before anything is written."""
-    from equissl.runner import pretrain
-    from equissl.sweep import run_sweep
+    from equissl.app.runner import pretrain
+    from equissl.app.sweep import run_sweep
 
     single = tmp_path / "care-smoke"
     single.mkdir()

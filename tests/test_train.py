@@ -8,10 +8,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from equissl.cli import main
-from equissl.config import build_config
+from equissl.app.cli import main
+from equissl.app.config import build_config
+from equissl.app.runner import pretrain
 from equissl.errors import NonFiniteLossError, UserError
-from equissl.runner import pretrain
 
 TINY = [
     "data.limit=160",
@@ -116,7 +116,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_processes_split_each_epoch_permutation_without_overlap():
     from types import SimpleNamespace
 
-    from equissl.train import PretrainModule
+    from equissl.app.train import PretrainModule
 
     cfg = build_config(["simclr"], ["optim.batch_size=8", "seed=3"])
     images = torch.zeros(37, 1, 2, 2, dtype=torch.uint8)

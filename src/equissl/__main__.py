@@ -1,5 +1,5 @@
 import sys
 
-from equissl.cli import main
+from equissl.app.cli import main
 
 sys.exit(main())

@@ -1,6 +1,7 @@
-"""The trained encoder on its own: export a run's backbone, load it back, extract features.
+"""The trained encoder on its own: load an exported backbone back, extract features.
 
-`equissl export ckpt=runs/<name>/last.ckpt out=backbone.safetensors` writes two files:
+`equissl export ckpt=runs/<name>/last.ckpt out=backbone.safetensors` (equissl.app.export)
+writes two files:
 
 - `backbone.safetensors`: the backbone's state dict (parameters and persistent buffers such as
   BatchNorm running statistics), keys without the `backbone.` prefix, and in its metadata
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +27,19 @@ import torch
 from torch import nn
 
 from equissl.augment.stats import normalize, to_float
-from equissl.data.load import NATIVE_SIZES
 from equissl.errors import DataError, UserError
 from equissl.eval.features import extract_features  # noqa: F401 - equissl.extract_features
 from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.models import build_backbone
-from equissl.reports.atomic import temp_beside
 
 FORMAT = "equissl-backbone"
 FORMAT_VERSION = 1
-PREFIX = "backbone."
 # The weights file's metadata key holding the description (the .json's content) as JSON text.
 METADATA_KEY = "equissl"
 BACKBONE_KEYS = ("name", "stem", "width", "group", "fields", "in_channels")
 
 
 RANGE_SLACK = 1e-3  # float images may overshoot [0, 1] by rounding (resampling, colour maths)
-
-
-class CheckpointError(UserError):
-    """The checkpoint to export is missing, unreadable or not written by `equissl pretrain`."""
-
-
-class ExportError(UserError):
-    """The export destination (`out=`) is unusable."""
 
 
 class BackboneFileError(DataError):
@@ -297,254 +285,3 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Encod
     mean = torch.tensor(info["mean"], dtype=torch.float32)
     std = torch.tensor(info["std"], dtype=torch.float32)
     return Encoder(backbone, mean, std, info).to(device).eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# Export
-
-
-def check_destination(out: str | Path) -> Path:
-    """`out` must end in .safetensors and lie in a folder that exists or can be made and is
-    writable; nothing is created here."""
-    out = Path(out)
-    if out.suffix != ".safetensors" or out.name == ".safetensors":
-        raise ExportError(f"out={out} must be a file name ending in .safetensors")
-    if out.is_dir():
-        raise ExportError(f"out={out} is a folder; give a file name ending in .safetensors")
-    if json_path_of(out).is_dir():
-        raise ExportError(f"cannot write {json_path_of(out)}: it is a folder")
-    folder = out.parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ExportError(f"cannot write {out}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write {out}: folder {existing} is not writable")
-    return out
-
-
-def read_checkpoint(ckpt: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(saved configuration, model state) of an `equissl pretrain` checkpoint; the configuration
-    comes from the checkpoint, or from config.yaml beside it for checkpoints that predate its
-    `equissl_config` entry."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {_one_line(exc)}; is it truncated?"
-        ) from None
-    not_ours = CheckpointError(
-        f"{path} is not an equissl checkpoint; give the last.ckpt of an equissl pretrain run"
-    )
-    if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
-        raise not_ours
-    state = loaded["state_dict"]
-    if not any(k.startswith("method." + PREFIX) for k in state):
-        raise not_ours
-    saved = loaded.get("equissl_config")
-    if not isinstance(saved, dict):
-        beside = path.parent / "config.yaml"
-        if not beside.is_file():
-            raise not_ours
-        from omegaconf import DictConfig, OmegaConf
-
-        try:
-            yaml = OmegaConf.load(beside)
-            if not isinstance(yaml, DictConfig):
-                raise ValueError("not a mapping")
-            saved = OmegaConf.to_container(yaml, resolve=True)
-        except Exception as exc:  # noqa: BLE001 - YAML errors come in many types
-            raise CheckpointError(f"cannot read {beside}: {_one_line(exc)}") from None
-    return saved, state
-
-
-def training_image_size(cfg: Any) -> int | None:
-    """The height of the images the run trained and evaluated on: data.size, else the source's
-    own size (read from the first image of an image folder; None if it cannot be found)."""
-    if cfg.data.size > 0:
-        return int(cfg.data.size)
-    if cfg.data.name in NATIVE_SIZES:
-        return NATIVE_SIZES[cfg.data.name]
-    if cfg.data.name != "imagefolder" or not cfg.data.path:
-        return None
-    try:
-        import io
-        import zipfile
-
-        from PIL import Image
-
-        from equissl.data.imagefolder import list_images
-
-        source = Path(cfg.data.path)
-        first = list_images(source)[0]
-        if source.is_dir():
-            data = (source / first).read_bytes()
-        else:
-            with zipfile.ZipFile(source) as archive:
-                data = archive.read(first)
-        with Image.open(io.BytesIO(data)) as image:
-            return int(image.size[1])
-    except Exception:  # noqa: BLE001 - best effort: the data may not be here any more
-        return None
-
-
-def _version() -> str | None:
-    from equissl.version import __version__
-
-    return __version__
-
-
-def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path) -> dict:
-    """The JSON written beside the weights."""
-    from equissl.runner import backbone_label, method_label
-
-    b = cfg.backbone
-    image_size = training_image_size(cfg)
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "weights": weights.name,
-        "backbone": {
-            "name": str(b.name),
-            "stem": str(b.stem),
-            "width": int(b.width),
-            "group": str(b.group),
-            "fields": int(b.fields),
-            "downsample": str(b.downsample),
-            "dropout": float(b.dropout),
-            "pool": str(b.pool),
-            "in_channels": int(cfg.data.channels),
-        },
-        "label": backbone_label(cfg),
-        "num_features": int(backbone.num_features),
-        "group_order": int(getattr(backbone, "group_order", 1)),
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "image_size": image_size,
-        "view_size": int(cfg.augment.size) or image_size,
-        "checkpoint": str(ckpt.resolve()),
-        "run_name": str(cfg.name),
-        "method": method_label(cfg),
-        "data": str(cfg.data.name),
-        "equissl_version": _version(),
-    }
-
-
-def _config_of(saved: dict[str, Any], ckpt: Path):
-    from omegaconf import OmegaConf
-
-    from equissl.config import schema
-
-    try:
-        return OmegaConf.merge(schema(), OmegaConf.create(saved))
-    except Exception as exc:  # noqa: BLE001 - OmegaConf raises many kinds
-        raise CheckpointError(
-            f"the configuration saved in {ckpt} does not fit this equissl: {_one_line(exc)}"
-        ) from None
-
-
-def _backup_link(path: Path) -> Path | None:
-    """A second name (hard link) for the existing file `path`, to put it back; None if there is
-    no file or the file system cannot link."""
-    if not path.is_file():
-        return None
-    backup = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.old.tmp")
-    try:
-        os.link(path, backup)
-    except OSError:
-        return None
-    return backup
-
-
-def write_export(weights: Path, weights_bytes: bytes, description: Path, text: bytes) -> None:
-    """Replace the pair (weights, description): a failure leaves the previous pair as it was, a
-    kill at any point leaves a pair that loads consistently (the old export or the new).
-
-    Both files are written in full to temporary files beside their destinations first (a full
-    disk fails here, with nothing replaced); then the weights are renamed into place, then the
-    description. The weights describe themselves (metadata), so a kill between the renames
-    leaves a consistent export; if the second rename fails, the previous weights are put back.
-    Temporary files are removed on any failure; the destinations are never deleted.
-    """
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    temps: list[Path] = []
-    try:
-        temps.append(temp_beside(weights, weights_bytes))
-        temps.append(temp_beside(description, text))
-        backup = _backup_link(weights)
-        if backup is not None:
-            temps.append(backup)
-        os.replace(temps[0], weights)
-        try:
-            os.replace(temps[1], description)
-        except BaseException:
-            if backup is not None:
-                os.replace(backup, weights)
-            raise
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-
-
-def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors, its
-    description in its metadata) and the description to `out` with suffix .json (see
-    `write_export`). Returns (weights, json) paths."""
-    from safetensors.torch import save
-
-    out = check_destination(out)
-    ckpt = Path(ckpt)
-    saved, full = read_checkpoint(ckpt)
-    cfg = _config_of(saved, ckpt)
-    if "method.mean" not in full or "method.std" not in full:
-        raise CheckpointError(f"{ckpt} has no normalisation statistics (method.mean/std)")
-    prefix = "method." + PREFIX
-    state = {k.removeprefix(prefix): v for k, v in full.items() if k.startswith(prefix)}
-    bad = nonfinite_names(
-        {
-            **{PREFIX + k: v for k, v in state.items()},
-            "method.mean": full["method.mean"],
-            "method.std": full["method.std"],
-        }
-    )
-    if bad:
-        raise CheckpointError(
-            f"checkpoint {ckpt} holds non-finite weights ({describe_nonfinite(bad)}); it cannot "
-            "be exported: retrain with a lower optim.lr"
-        )
-    mean = full["method.mean"].float().flatten().tolist()
-    std = full["method.std"].float().flatten().tolist()
-    try:
-        backbone = build_backbone(
-            cfg.backbone.name,
-            stem=cfg.backbone.stem,
-            width=cfg.backbone.width,
-            in_channels=cfg.data.channels,
-            group=cfg.backbone.group,
-            fields=cfg.backbone.fields,
-            downsample=cfg.backbone.downsample,
-            dropout=cfg.backbone.dropout,
-            pool=cfg.backbone.pool,
-            image_size=training_image_size(cfg) or 32,
-        )
-        backbone.load_state_dict(state, strict=True)
-    except (ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"checkpoint {ckpt} does not match its own configuration: {_one_line(exc, 300)}"
-        ) from None
-    tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    info = describe(cfg, backbone, mean, std, ckpt, out)
-    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), METADATA_KEY: json.dumps(info)}
-    weights_bytes = save(tensors, metadata=metadata)
-    text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
-    description = json_path_of(out)
-    try:
-        write_export(out, weights_bytes, description, text)
-    except OSError as exc:
-        why = exc.strerror or _one_line(exc)
-        raise ExportError(f"cannot write {out} and {description.name}: {why}") from None
-    return out, description

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from equissl.app.config import build_config
 from equissl.augment import build_augment
 from equissl.augment.blur import blur_kernel_size, gaussian_blur
 from equissl.augment.color import solarize_
-from equissl.config import build_config
 from equissl.errors import ConfigError
 
 

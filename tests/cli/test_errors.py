@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from equissl.cli import main
+from equissl.app.cli import main
 
 
 @pytest.mark.parametrize(

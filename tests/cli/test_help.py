@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from equissl import __version__, config
-from equissl.cli import COMMANDS, main
-from equissl.keyhelp import annotated_settings, key_meanings
+from equissl.app.cli import COMMANDS, main
+from equissl.app.keyhelp import annotated_settings, key_meanings
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -27,7 +27,7 @@ def test_version(capsys):
 
 
 def test_experiment_help_names_every_experiment(capsys):
-    from equissl.cli import EXPERIMENTS
+    from equissl.app.cli import EXPERIMENTS
 
     main(["experiment", "--help"])
     out = capsys.readouterr().out
@@ -89,7 +89,7 @@ def test_annotated_settings_read_as_overrides():
 def test_unnamed_runs_get_unique_names_and_never_collide(tmp_path, capsys):
     """The quick tour's commands without name= each get their own folder (they collided in
     runs/run before); a name given on the command line is kept."""
-    from equissl.cli import unique_run_name
+    from equissl.app.cli import unique_run_name
 
     assert unique_run_name(["esimclr", "demo"], tmp_path, now=0).startswith("esimclr-demo-19")
     first = unique_run_name(["smoke"], tmp_path, now=0)

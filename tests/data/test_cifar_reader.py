@@ -10,7 +10,7 @@ import pytest
 import torch
 from official_formats import make_tar_gz, write_cifar10, write_cifar100
 
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import load_data
 from equissl.errors import DataError
 

@@ -12,7 +12,7 @@ from official_formats import write_cifar10, write_imagefolder
 import equissl.data.cache as cache
 import equissl.data.cifar as cifar
 import equissl.data.imagefolder as imagefolder
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import load_data
 
 

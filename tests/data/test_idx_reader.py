@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from official_formats import idx_bytes, write_mnist
 
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import load_data
 from equissl.data.idx import CLASSES, FOLDERS, parse_idx
 from equissl.errors import DataError

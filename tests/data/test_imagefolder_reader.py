@@ -13,7 +13,7 @@ from official_formats import encode_image, write_imagefolder
 from PIL import Image
 
 import equissl.data.imagefolder as imagefolder
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import load_data
 from equissl.errors import DataError
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from official_formats import write_stl10
 
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import DataSplits, load_data
 from equissl.errors import DataError
 

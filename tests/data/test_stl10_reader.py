@@ -9,7 +9,7 @@ import pytest
 import torch
 from official_formats import write_stl10
 
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import load_data
 from equissl.errors import DataError
 

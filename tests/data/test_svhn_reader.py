@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from official_formats import write_svhn
 
-from equissl.config import DataConfig
+from equissl.app.config import DataConfig
 from equissl.data import load_data
 from equissl.errors import DataError
 

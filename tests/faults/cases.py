@@ -57,7 +57,7 @@ _TRAINED: dict[str, Path] = {}
 def trained_run(cache: Path) -> Path:
     """The folder of a finished tiny run (trained once per process, under `cache`)."""
     if "run" not in _TRAINED:
-        from equissl.cli import main
+        from equissl.app.cli import main
 
         assert main(tiny(cache, name="base")) == 0
         _TRAINED["run"] = cache / "runs" / "base"
@@ -101,7 +101,7 @@ def disk_full_for(fragment: str) -> Callable:
 
 
 FAULTS: dict[str, tuple[str, str, Callable]] = {
-    "checkpoint-disk-full": ("equissl.train", "open", disk_full_for("last.ckpt")),
+    "checkpoint-disk-full": ("equissl.app.train", "open", disk_full_for("last.ckpt")),
     "results-disk-full": ("equissl.reports.atomic", "open", disk_full_for("results.json")),
     "metrics-disk-full": ("equissl.reports.atomic", "open", disk_full_for("metrics.csv")),
     "export-disk-full": ("equissl.reports.atomic", "open", disk_full_for("enc.json")),
@@ -296,7 +296,7 @@ def _poisoned(ctx: Context) -> Path:
 
 def _previous_export(ctx: Context) -> list[str]:
     run = copy_run(ctx)
-    from equissl.cli import main
+    from equissl.app.cli import main
 
     out = ctx.tmp / "export" / "enc.safetensors"
     with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115 - closed at exit
@@ -397,7 +397,7 @@ def cli_process(args: list[str], **kwargs) -> subprocess.Popen:
     """`equissl` as a child process (stderr piped), in its own process group."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "equissl.cli", *args],
+        [sys.executable, "-m", "equissl.app.cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

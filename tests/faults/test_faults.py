@@ -14,7 +14,7 @@ from cases import (
     trained_run,
 )
 
-from equissl.cli import main
+from equissl.app.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from cases import (
     wait_for,
 )
 
-from equissl.cli import main
+from equissl.app.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def test_equissl_holds_the_signals_while_it_trains(tmp_path):
     stop the run between two steps without a checkpoint."""
     from lightning.pytorch.callbacks import Callback
 
-    from equissl import signals
-    from equissl.config import build_config
-    from equissl.runner import pretrain
+    from equissl.app import signals
+    from equissl.app.config import build_config
+    from equissl.app.runner import pretrain
 
     seen = []
 
@@ -114,7 +114,7 @@ def test_equissl_holds_the_signals_while_it_trains(tmp_path):
 
 FORKED_WORKER = """
 import multiprocessing, signal, time
-from equissl import signals
+from equissl.app import signals
 
 def work():
     time.sleep(60)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equissl.config import build_config
+from equissl.app.config import build_config
 from equissl.methods import Method, build_method
 from equissl.objectives import info_nce, nt_xent
 

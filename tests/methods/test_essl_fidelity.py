@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equissl.config import build_config
+from equissl.app.config import build_config
 from equissl.methods import Method, build_method
 
 

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from equissl.config import build_config
+from equissl.app.config import build_config
 from equissl.methods import build_method
 from equissl.transforms import TRANSFORMS
 

@@ -3,8 +3,8 @@ are the methods `build_method` makes from their presets (same weights, same loss
 
 import torch
 
+from equissl.app.config import build_config
 from equissl.augment import build_augment
-from equissl.config import build_config
 from equissl.methods import Method, build_method
 from equissl.methods.classifier import OnlineClassifier
 from equissl.methods.invariance import SimCLR

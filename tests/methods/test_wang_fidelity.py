@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equissl.config import build_config
+from equissl.app.config import build_config
+from equissl.app.sweep import load_sweep, sweep_configs
+from equissl.app.train import lr_factor, training_optimizer
 from equissl.methods import Method, build_method
-from equissl.sweep import load_sweep, sweep_configs
-from equissl.train import lr_factor, training_optimizer
 
 
 def _method(presets, *extra: str) -> Method:

@@ -162,7 +162,7 @@ def test_unknown_backbone_or_group():
 
 def test_channels_last_keeps_the_output_and_its_invariance():
     # the GPU path converts 4-D filters only; EqResNet's 5-D free filters stay as they are
-    from equissl.train import to_channels_last
+    from equissl.app.train import to_channels_last
 
     torch.manual_seed(3)
     net = build_backbone("eqresnet18", group="d4", width=4).eval()

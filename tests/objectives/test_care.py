@@ -142,7 +142,7 @@ def test_infonce_uniformity_matches_cares_official_subtype(n, d, t):
 
 
 def test_care_only_uses_the_official_uniformity():
-    from equissl.config import build_config
+    from equissl.app.config import build_config
 
     term = build_config(["care-only"]).method.equivariance[0]
     assert (term.uniformity_form, term.uniformity_temperature) == ("infonce", 0.5)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equissl.config import build_config
+from equissl.app.config import build_config
 from equissl.errors import ConfigError
 from equissl.methods import build_method
 from equissl.models import KeyQueue

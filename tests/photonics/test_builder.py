@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from equissl.cli import main
+from equissl.app.cli import main
 from equissl.errors import DataError
 from equissl.photonics import PhCSettings, dos_target
 from equissl.photonics.dataset import (

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from equissl.cli import main
+from equissl.app.cli import main
 from equissl.photonics import PhCSettings, dos_target, generate_cells
 from equissl.photonics.augment import (
     equivariance_transform,

@@ -125,7 +125,7 @@ def load_image_dataset(
 
 
 class DataSettings(Protocol):
-    """The fields of the configuration's `data` section (equissl.config.DataConfig) read here."""
+    """The fields of the configuration's `data` section (equissl.app.config.DataConfig) read here."""
 
     name: str
     path: str | None

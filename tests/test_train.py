@@ -132,3 +132,41 @@ def test_processes_split_each_epoch_permutation_without_overlap():
     g = torch.Generator().manual_seed(3 * 1_000_003 + 1)
     perm = torch.randperm(37, generator=g)[:32].view(4, 2, 4)
     assert torch.equal(orders[0], perm[:, 0]) and torch.equal(orders[1], perm[:, 1])
+
+
+def test_metrics_csv_survives_a_kill_during_a_header_rewrite_or_an_append(tmp_path, monkeypatch):
+    """A kill while new columns rewrite metrics.csv (Lightning rewrites it in place at the first
+    epoch end: a SIGKILL then lost every earlier row) leaves the old file whole; a row cut short
+    by a kill during an append is dropped when the run resumes."""
+    from equissl.app.train import _AppendingWriter
+
+    path = tmp_path / "metrics.csv"
+    writer = _AppendingWriter(log_dir=str(tmp_path))
+    for step in range(3):
+        writer.log_metrics({"train/loss": 1.0 / (step + 1)}, step)
+    writer.save()
+    before = path.read_text()
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, rows):
+        raise Killed  # the process dies while the rewrite writes its rows
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    writer.log_metrics({"epoch/loss": 0.5}, 2)
+    with pytest.raises(Killed):
+        writer.save()
+    monkeypatch.undo()
+    assert path.read_text() == before  # the earlier rows are all there
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+    with open(path, "a") as f:
+        f.write("0.2,3")  # an append cut short: no newline
+    resumed = _AppendingWriter(log_dir=str(tmp_path))
+    resumed.log_metrics({"train/loss": 0.25}, 3)
+    resumed.save()
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    assert float(rows[-1]["train/loss"]) == 0.25

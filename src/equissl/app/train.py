@@ -370,12 +370,37 @@ class LastCheckpoint(Callback):
 
 # -- logging -----------------------------------------------------------------------------------
 class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, but a resumed run appends to metrics.csv instead of deleting it."""
+    """Lightning's CSV writer, but a resumed run appends to metrics.csv instead of deleting it,
+    and a kill at any moment leaves whole rows: the file is rewritten (when new columns appear,
+    as at the first epoch end) to a temporary file that replaces it, and a row cut short by a
+    kill during an append is dropped when the run resumes."""
 
     def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
+        path = Path(self.metrics_file_path)
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):  # an append cut short: drop the partial row
+                with open(path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+            with open(path, newline="") as f:
                 self.metrics_keys = next(csv.reader(f), [])
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        path = Path(self.metrics_file_path)
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fieldnames)
+                writer.writeheader()
+                writer.writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 class RunCSVLogger(CSVLogger):

@@ -248,6 +248,16 @@ class TransferConfig:
 
 
 @dataclass
+class EvalDataConfig:
+    name: str = ""  # a labelled set to evaluate on when the pretraining data has no labels (a
+    #   flat image folder): its splits read like the pretraining images (channels, size); any
+    #   reader; "": the evaluation is skipped with a note
+    path: str | None = None  # its file or folder
+    limit: int | None = None  # class-balanced subsets of its splits
+    test_limit: int | None = None  # (as data.limit, data.test_limit)
+
+
+@dataclass
 class KnnEvalConfig:
     k: int = 200  # neighbours voting (cosine similarity of the frozen features)
     temperature: float = 0.1  # votes weighted by exp(similarity / temperature)
@@ -273,6 +283,7 @@ class EvalConfig:
     #                     class-balanced seeded subsets of the training split
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
     embedding_plot: bool = False  # t-SNE (and UMAP when installed) map of test features and a
     #                     nearest-neighbour retrieval grid, as PNGs
     embedding_limit: int = 2000  # test images in the map
@@ -309,6 +320,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
     return {
         "resume": ("auto", "never"),
         "data.name": tuple(READERS),
+        "eval.data.name": ("", *READERS),
         "data.labels": ("fine", "coarse"),
         "data.channels": (1, 3),
         "data.device_resident": ("auto", "always", "never"),
@@ -574,9 +586,8 @@ def _check_choices(cfg: DictConfig) -> None:
             values = [(key, OmegaConf.select(cfg, key))]
         for name, value in values:
             if value not in valid and str(value) not in map(str, valid):
-                raise ConfigError(
-                    f"bad value for '{name}': {value!r}; choose one of {', '.join(map(str, valid))}"
-                )
+                shown = ", ".join(str(v) if v != "" else '"" (none)' for v in valid)
+                raise ConfigError(f"bad value for '{name}': {value!r}; choose one of {shown}")
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:

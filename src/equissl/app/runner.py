@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
-from equissl.app.config import to_yaml
+from equissl.app.config import DataConfig, to_yaml
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
     LEGACY_KEYS,
@@ -53,6 +53,7 @@ from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.methods import Method, build_method, transformation_accuracy
 from equissl.reports import plot_rows_sensitivity
 from equissl.reports.atomic import write_text_atomic
+from equissl.warn import warn
 
 # Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("seed", "data", "augment", "method", "backbone", "optim")
@@ -101,7 +102,7 @@ def method_for(cfg: DictConfig, data: DataSplits, mean: torch.Tensor, std: torch
         cfg,
         in_channels=data.channels,
         image_size=data.image_size,
-        num_classes=data.num_classes,
+        num_classes=max(data.num_classes, 1),  # unlabelled data: an idle one-class classifier
         mean=mean,
         std=std,
     )
@@ -169,6 +170,27 @@ def evaluate_geometry(
     return out
 
 
+def labelled_for_evaluation(data: DataSplits, cfg: DictConfig) -> DataSplits | None:
+    """`data` when it has labels; for unlabelled pretraining data (a flat image folder), the
+    labelled set of `eval.data`, read with the pretraining images' channels and size; None
+    when there is none."""
+    if data.num_classes > 0:
+        return data
+    e = cfg.eval.data
+    if not e.name:
+        return None
+    settings = DataConfig(
+        name=e.name,
+        path=e.path,
+        cache_dir=cfg.data.cache_dir,
+        limit=e.limit,
+        test_limit=e.test_limit,
+        channels=data.channels,
+        size=data.image_size,
+    )
+    return load_data(settings, config_key="eval.data")
+
+
 def evaluate_method(
     method: Method,
     data: DataSplits,
@@ -179,6 +201,14 @@ def evaluate_method(
     """Linear probe and kNN on frozen backbone features, each transformation head's accuracy,
     the equivariance probes of `eval.equivariance` and the geometry diagnostics of
     `eval.geometry` / `eval.hue_sensitivity` (its plot goes to `figures_dir`)."""
+    labelled = labelled_for_evaluation(data, cfg)
+    if labelled is None:
+        warn(
+            "the data has no labels, so there is no linear probe or kNN; evaluate on a labelled "
+            "set with eval.data.name=... eval.data.path=..."
+        )
+        return {}
+    unlabelled, data = labelled is not data, labelled
     method = method.to(device)
     t0 = time.perf_counter()
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
@@ -187,7 +217,10 @@ def evaluate_method(
     t_features = time.perf_counter() - t0
     out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
     heads = out.pop("heads")
-    out["online_acc"] = online_accuracy(method.classifier, test_f, data.test.labels)
+    if unlabelled:  # the online classifier had no labels to learn from
+        out["eval_data"] = cfg.eval.data.name
+    else:
+        out["online_acc"] = online_accuracy(method.classifier, test_f, data.test.labels)
     if cfg.eval.linear.protocol == "augmented":
         out.update(augmented_probe_results(method, data, cfg, device))
     if cfg.eval.low_label:

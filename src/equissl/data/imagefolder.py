@@ -2,7 +2,8 @@
 
 Layouts, below the root or a single top-level folder inside it:
   train/<class>/..., test/<class>/... (or val/): the given split;
-  <class>/...: a seeded, class-stratified 20% test split.
+  <class>/...: a seeded, class-stratified 20% test split;
+  images only, in no class folder: unlabelled (label -1, no test split), for pretraining.
 Classes are the sorted class folder names of the training split, in label order; class folders
 without images are skipped with a warning. 16-bit greyscale PNGs are scaled to 8 bits.
 """
@@ -130,7 +131,9 @@ def _warn_empty_classes(
 
 def split_files(names: list[str], source: Path, folders: list[str] | None = None) -> FileSplit:
     """Train and test files with labels, from the folder layout (see the module docstring);
-    `folders` (as from list_entries) are checked for class folders without images."""
+    `folders` (as from list_entries) are checked for class folders without images. Images in
+    no class folder (a flat folder, or a single folder) are unlabelled: every image is a
+    training image with label -1, there is no test split and no class."""
     if not names:
         raise DataError(f"no JPEG or PNG images in {source}; {LAYOUT}")
     skip = _common_root(names)
@@ -152,8 +155,8 @@ def split_files(names: list[str], source: Path, folders: list[str] | None = None
         class_of = {i: rel[i][1] for i in train + test}
     else:
         train = [i for i, parts in enumerate(rel) if len(parts) >= 2]
-        if not train:
-            raise DataError(f"no class subfolders with images in {source}; {LAYOUT}")
+        if not train:  # a flat folder (or a single one): unlabelled images, for pretraining
+            return FileSplit(list(names), [-1] * len(names), [], [], [])
         class_of = {i: rel[i][0] for i in train}
         test = []
     classes = sorted({class_of[i] for i in train})

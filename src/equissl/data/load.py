@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+import torch
+
 from equissl.data.cifar import read_cifar
 from equissl.data.convert import resize, to_channels
 from equissl.data.digits import read_digits
@@ -74,7 +76,11 @@ def _warn_above(key: str, limit: int | None, part: ImageSet, split: str) -> None
 def _prepare(part: ImageSet, limit: int | None, channels: int, size: int) -> ImageSet:
     images, labels = part.images, part.labels
     if limit is not None and limit < len(labels):
-        keep = balanced_subset(labels, limit)
+        if bool((labels < 0).all()):  # unlabelled: a seeded random subset, in file order
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+            keep = keep[:limit].sort().values
+        else:
+            keep = balanced_subset(labels, limit)
         images, labels = images[keep], labels[keep]
     if channels == 1:  # reduce before resizing: less to interpolate
         images = to_channels(images, 1)
@@ -112,7 +118,8 @@ def load_image_dataset(
     source = None if name in PATHLESS else source_path(path, name)
     raw = READERS[name](Source(source, cache_dir, labels == "coarse", unlabeled, size))
     _warn_above(f"{config_key}.limit", limit, raw.train, "training")
-    _warn_above(f"{config_key}.test_limit", test_limit, raw.test, "test")
+    if raw.train.classes:  # unlabelled data has no test split to cut
+        _warn_above(f"{config_key}.test_limit", test_limit, raw.test, "test")
     extra = None
     if raw.unlabeled is not None:
         extra = _prepare(raw.unlabeled, None, channels, size)

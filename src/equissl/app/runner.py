@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
-from equissl.app.config import DataConfig, to_yaml
+from equissl.app.config import to_yaml
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
     LEGACY_KEYS,
@@ -36,6 +36,7 @@ from equissl.app.suite import (
     embedding_views,
     low_label_results,
     probe_and_knn,
+    read_like,
     transfer_results,
 )
 from equissl.app.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
@@ -176,19 +177,9 @@ def labelled_for_evaluation(data: DataSplits, cfg: DictConfig) -> DataSplits | N
     when there is none."""
     if data.num_classes > 0:
         return data
-    e = cfg.eval.data
-    if not e.name:
+    if not cfg.eval.data.name:
         return None
-    settings = DataConfig(
-        name=e.name,
-        path=e.path,
-        cache_dir=cfg.data.cache_dir,
-        limit=e.limit,
-        test_limit=e.test_limit,
-        channels=data.channels,
-        size=data.image_size,
-    )
-    return load_data(settings, config_key="eval.data")
+    return read_like(data, cfg.eval.data, cfg.data.cache_dir, "eval.data")
 
 
 def evaluate_method(

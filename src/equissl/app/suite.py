@@ -186,24 +186,30 @@ def low_label_results(
     return out
 
 
+def read_like(
+    data: DataSplits, section: DictConfig, cache_dir: str | None, config_key: str
+) -> DataSplits:
+    """The second dataset of a config section (`eval.transfer`, `eval.data`: name, path, limit,
+    test_limit), read with `data`'s channels and resized to its image size."""
+    settings = DataConfig(
+        name=section.name,
+        path=section.path,
+        cache_dir=cache_dir,
+        limit=section.limit,
+        test_limit=section.test_limit,
+        channels=data.channels,
+        size=data.image_size,
+    )
+    return load_data(settings, config_key=config_key)
+
+
 def transfer_results(
     method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
 ) -> dict[str, Any]:
     """Linear probe and kNN of the frozen encoder on `eval.transfer` (a second dataset read
     with the pretraining data's channels and resized to its image size)."""
     t = cfg.eval.transfer
-    other = load_data(
-        DataConfig(
-            name=t.name,
-            path=t.path,
-            cache_dir=cfg.data.cache_dir,
-            limit=t.limit,
-            test_limit=t.test_limit,
-            channels=data.channels,
-            size=data.image_size,
-        ),
-        config_key="eval.transfer",
-    )
+    other = read_like(data, t, cfg.data.cache_dir, "eval.transfer")
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
     train_f = extract_features(method.backbone, other.train.images, **kw)
     test_f = extract_features(method.backbone, other.test.images, **kw)

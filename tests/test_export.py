@@ -530,3 +530,27 @@ def test_load_backbone_refuses_non_finite_weights(runs, tmp_path):
         f"backbone weights {out} hold non-finite values (stem.0.weight); they cannot be used: "
         "export again from a checkpoint with finite weights"
     )
+
+
+def test_onnx_export_runs_in_onnxruntime_like_the_encoder(runs, tmp_path, capsys):
+    """`equissl export out=FILE.onnx`: onnxruntime on float images in [0, 1] (the normalisation
+    is inside the model, any batch size) gives the loaded encoder's features within 1e-4."""
+    import numpy as np
+    import onnxruntime
+
+    weights = _export(runs, tmp_path, "resnet")
+    out = tmp_path / "onnx" / "backbone.onnx"
+    assert main(["export", f"ckpt={runs / 'resnet' / 'last.ckpt'}", f"out={out}"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["backbone.onnx"]  # no temp left
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    encoder = equissl.load_backbone(weights)
+    for n in (1, 5):
+        images = _images(n, seed=n)
+        got = session.run(["features"], {"images": images.numpy().astype(np.float32)})[0]
+        want = encoder(images).detach().numpy()
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+    assert (
+        main(["export", f"ckpt={runs / 'resnet' / 'last.ckpt'}", "out=x.onnyx", "format=onnx"]) == 2
+    )
+    assert "must be a file name ending in .onnx" in capsys.readouterr().err

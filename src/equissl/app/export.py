@@ -8,15 +8,20 @@ described, and read back, in equissl.encoder.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from equissl.app.outputs import check_file_writable
 from equissl.app.runs import (
     CheckpointError,
     _one_line,
@@ -222,13 +227,9 @@ def write_export(weights: Path, weights_bytes: bytes, description: Path, text: b
             tmp.unlink(missing_ok=True)
 
 
-def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors, its
-    description in its metadata) and the description to `out` with suffix .json (see
-    `write_export`). Returns (weights, json) paths."""
-    from safetensors.torch import save
-
-    out = check_destination(out)
+def trained_backbone(ckpt: str | Path) -> tuple[Any, nn.Module, list[float], list[float]]:
+    """(configuration, backbone with the checkpoint's weights, mean, std) of an `equissl
+    pretrain` checkpoint, checked: whole, finite, and matching its own configuration."""
     ckpt = Path(ckpt)
     saved, full = read_run_checkpoint(ckpt)
     cfg = _config_of(saved, ckpt)
@@ -268,6 +269,18 @@ def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
         raise CheckpointError(
             f"checkpoint {ckpt} does not match its own configuration: {_one_line(exc, 300)}"
         ) from None
+    return cfg, backbone, mean, std
+
+
+def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors, its
+    description in its metadata) and the description to `out` with suffix .json (see
+    `write_export`). Returns (weights, json) paths."""
+    from safetensors.torch import save
+
+    out = check_destination(out)
+    cfg, backbone, mean, std = trained_backbone(ckpt)
+    ckpt = Path(ckpt)
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     info = describe(cfg, backbone, mean, std, ckpt, out)
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), METADATA_KEY: json.dumps(info)}
@@ -280,3 +293,63 @@ def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
         why = exc.strerror or _one_line(exc)
         raise ExportError(f"cannot write {out} and {description.name}: {why}") from None
     return out, description
+
+
+class _Normalised(nn.Module):
+    """Float images in [0, 1] -> features: the training normalisation, then the backbone (what
+    an ONNX runtime runs, with no Python around it)."""
+
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone((images - self.mean) / self.std)
+
+
+def export_onnx(ckpt: str | Path, out: str | Path) -> Path:
+    """Write the backbone of a checkpoint as an ONNX model `out` (.onnx): input `images`, float
+    (N, C, H, W) in [0, 1] at the training size (any N), output `features` (N, D); the
+    normalisation is inside. Written to a temporary file beside it, then renamed."""
+    out = Path(out)
+    if out.suffix != ".onnx" or out.name == ".onnx":
+        raise ExportError(f"out={out} must be a file name ending in .onnx")
+    check_file_writable(out, "ONNX model")
+    try:
+        import onnx  # noqa: F401 - torch's exporter needs both
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError(
+            "ONNX export needs the onnx and onnxscript packages: pip install 'equissl[onnx]'"
+        ) from None
+    cfg, backbone, mean, std = trained_backbone(ckpt)
+    size = training_image_size(cfg) or 32
+    model = _Normalised(backbone.eval(), mean, std).eval()
+    example = torch.rand(2, cfg.data.channels, size, size)
+    batch = torch.export.Dim("batch", min=1)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    quiet = logging.getLogger("torch.onnx")  # its notes on torchvision ops we never use
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_shapes={"images": {0: batch}},
+            )
+            program.save(str(tmp))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or _one_line(exc)}") from None
+    finally:
+        quiet.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return out

@@ -554,3 +554,27 @@ def test_onnx_export_runs_in_onnxruntime_like_the_encoder(runs, tmp_path, capsys
         main(["export", f"ckpt={runs / 'resnet' / 'last.ckpt'}", "out=x.onnyx", "format=onnx"]) == 2
     )
     assert "must be a file name ending in .onnx" in capsys.readouterr().err
+
+
+def test_hub_folder_round_trip(runs, tmp_path, capsys):
+    """`equissl export format=hub out=DIR`: model.safetensors, config.json and a README.md
+    model card; load_backbone(DIR) gives the same features as the plain export."""
+    folder = tmp_path / "hub" / "esimclr-tiny"
+    ckpt = runs / "eqresnet" / "last.ckpt"
+    assert main(["export", f"ckpt={ckpt}", f"out={folder}", "format=hub"]) == 0
+    assert f"wrote {folder}/" in capsys.readouterr().out
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    plain = equissl.load_backbone(_export(runs, tmp_path, "eqresnet"))
+    hub = equissl.load_backbone(folder)
+    images = _images(4)
+    assert torch.equal(hub(images), plain(images))
+    info = json.loads((folder / "config.json").read_text())
+    assert info["weights"] == "model.safetensors" and info == hub.config
+    card = (folder / "README.md").read_text()
+    assert info["method"] in card and "equissl.load_backbone" in card and "backbone:" in card
+    assert main(["export", f"ckpt={ckpt}", f"out={tmp_path / 'x.safetensors'}", "format=hub"]) == 2
+    assert "must be a folder for format=hub" in capsys.readouterr().err

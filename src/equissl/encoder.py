@@ -246,11 +246,13 @@ def _mismatch(
 
 
 def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-    """The encoder exported by `equissl export` (the .safetensors path), on `device`, in eval
-    mode. Its description comes from the weights file's own metadata; exports that predate it
+    """The encoder exported by `equissl export` (the .safetensors path, or a hub folder), on
+    `device`, in eval mode. Its description comes from the weights file's own metadata; exports that predate it
     are described by the .json beside them."""
     weights = Path(path)
-    if weights.suffix == ".json":  # the description was given: its weights lie beside it
+    if weights.is_dir():  # a hub folder (`equissl export format=hub`)
+        weights = weights / "model.safetensors"
+    elif weights.suffix == ".json":  # the description was given: its weights lie beside it
         weights = weights.with_suffix(".safetensors")
     if not weights.is_file():
         raise BackboneFileError(f"backbone file not found: {weights}")

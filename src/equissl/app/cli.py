@@ -57,11 +57,12 @@ evaluation); the results are written beside the checkpoint as NAME.json (default
 {KEYS}
 
 example: equissl eval ckpt=runs/esimclr/last.ckpt eval.knn.k=20 out=knn20.json""",
-    "export": """usage: equissl export ckpt=PATH out=FILE.safetensors | out=FILE.onnx [format=onnx]
+    "export": """usage: equissl export ckpt=PATH out=FILE.safetensors | out=FILE.onnx | out=DIR format=hub
 
 Write the trained backbone alone (FILE.safetensors and FILE.json beside it), for
 equissl.load_backbone; or as an ONNX model (FILE.onnx: float images in [0, 1] -> features, the
-normalisation inside; needs pip install 'equissl[onnx]').
+normalisation inside; needs pip install 'equissl[onnx]'); or a model-hub folder (format=hub:
+model.safetensors, config.json and a README.md model card).
 
 example: equissl export ckpt=runs/esimclr/last.ckpt out=backbone.safetensors""",
     "sweep": f"""usage: equissl sweep SWEEP [key=value ...]
@@ -225,19 +226,22 @@ def cmd_eval(args: list[str]) -> None:
 
 
 def cmd_export(args: list[str]) -> None:
-    from equissl.app.export import export_backbone, export_onnx
+    from equissl.app.export import export_backbone, export_hub, export_onnx
 
     presets, overrides = _split(args)
     ckpt = _pop(overrides, "ckpt")
     out = _pop(overrides, "out")
     form = _pop(overrides, "format") or ("onnx" if str(out).endswith(".onnx") else "safetensors")
-    if presets or overrides or not ckpt or not out or form not in ("safetensors", "onnx"):
+    if presets or overrides or not ckpt or not out or form not in ("safetensors", "onnx", "hub"):
         raise _Usage(
-            "export needs ckpt=PATH out=FILE.safetensors (or out=FILE.onnx, format=onnx) "
+            "export needs ckpt=PATH out=FILE.safetensors (or out=FILE.onnx, or out=DIR format=hub) "
             "(e.g. ckpt=runs/esimclr/last.ckpt out=backbone.safetensors)"
         )
     if form == "onnx":
         print(f"wrote {export_onnx(ckpt, out)}")
+        return
+    if form == "hub":
+        print(f"wrote {export_hub(ckpt, out)}/ (model.safetensors, config.json, README.md)")
         return
     weights, description = export_backbone(ckpt, out)
     print(f"wrote {weights} and {description}")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from equissl.app.outputs import check_file_writable
+from equissl.app.outputs import check_file_writable, check_writable
 from equissl.app.runs import (
     CheckpointError,
     _one_line,
@@ -39,7 +39,7 @@ from equissl.encoder import (
 from equissl.errors import UserError
 from equissl.finite import describe_nonfinite, nonfinite_names
 from equissl.models import build_backbone
-from equissl.reports.atomic import temp_beside
+from equissl.reports.atomic import temp_beside, write_text_atomic
 
 # The backbone's keys in a checkpoint: "method." + PREFIX + the key in the export.
 PREFIX = "backbone."
@@ -272,27 +272,118 @@ def trained_backbone(ckpt: str | Path) -> tuple[Any, nn.Module, list[float], lis
     return cfg, backbone, mean, std
 
 
-def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors, its
-    description in its metadata) and the description to `out` with suffix .json (see
-    `write_export`). Returns (weights, json) paths."""
+def _export_files(ckpt: str | Path, out: Path) -> tuple[Any, dict, bytes, bytes]:
+    """(configuration, description, .safetensors bytes with the description in its metadata,
+    the description as JSON text) of a checkpoint's backbone, for weights named `out`."""
     from safetensors.torch import save
 
-    out = check_destination(out)
     cfg, backbone, mean, std = trained_backbone(ckpt)
-    ckpt = Path(ckpt)
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    info = describe(cfg, backbone, mean, std, ckpt, out)
+    info = describe(cfg, backbone, mean, std, Path(ckpt), out)
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), METADATA_KEY: json.dumps(info)}
-    weights_bytes = save(tensors, metadata=metadata)
     text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
-    description = json_path_of(out)
+    return cfg, info, save(tensors, metadata=metadata), text
+
+
+def _write_pair(out: Path, weights_bytes: bytes, description: Path, text: bytes) -> None:
     try:
         write_export(out, weights_bytes, description, text)
     except OSError as exc:
         why = exc.strerror or _one_line(exc)
         raise ExportError(f"cannot write {out} and {description.name}: {why}") from None
+
+
+def export_backbone(ckpt: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Write the backbone of an `equissl pretrain` checkpoint to `out` (.safetensors, its
+    description in its metadata) and the description to `out` with suffix .json (see
+    `write_export`). Returns (weights, json) paths."""
+    out = check_destination(out)
+    _, _, weights_bytes, text = _export_files(ckpt, out)
+    description = json_path_of(out)
+    _write_pair(out, weights_bytes, description, text)
     return out, description
+
+
+HUB_WEIGHTS, HUB_CONFIG, HUB_CARD = "model.safetensors", "config.json", "README.md"
+CARD_RESULTS = (
+    "linear_acc",
+    "linear_std",
+    "linear_aug_acc",
+    "knn_acc",
+    "online_acc",
+    "transform_acc",
+)
+
+
+def _rounded(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
+
+
+def model_card(info: dict, config_yaml: str, results: dict) -> str:
+    """A model hub's README.md: what the backbone is, how it was trained, its results, and how
+    to load it."""
+    rows = [
+        f"| {k} | {results[k]:.2f} |"
+        for k in CARD_RESULTS
+        if isinstance(results.get(k), float | int)
+    ]
+    table = "\n".join(["| metric | value |", "|---|---:|", *rows]) if rows else "(no results file)"
+    return f"""---
+library_name: equissl
+tags: [self-supervised-learning, equivariance, {info["method"].split("+")[0]}]
+---
+
+# {info["label"]} pretrained with {info["method"]} on {info["data"]}
+
+An encoder exported by equissl (`equissl export format=hub`): a
+{info["backbone"]["name"]} backbone ({info["num_features"]} features) trained with
+`{info["method"]}` on `{info["data"]}` images of {info["image_size"]}x{info["image_size"]} pixels.
+
+## Use
+
+```python
+import equissl
+
+encoder = equissl.load_backbone("path/to/this/folder")  # float images in [0, 1], or uint8
+features = encoder(images)  # (N, {info["num_features"]})
+```
+
+The training normalisation (mean {_rounded(info["mean"])}, std {_rounded(info["std"])}) is
+applied inside.
+
+## Results at the end of pretraining
+
+{table}
+
+## Training configuration
+
+```yaml
+{config_yaml.rstrip()}
+```
+"""
+
+
+def export_hub(ckpt: str | Path, folder: str | Path) -> Path:
+    """A folder a model hub accepts: `model.safetensors` (the weights, described in their
+    metadata), `config.json` (the description) and `README.md` (a model card with the training
+    configuration and the run's results); `equissl.load_backbone(folder)` reads it back."""
+    from equissl.app.config import to_yaml
+
+    folder = Path(folder)
+    if folder.suffix in (".safetensors", ".json", ".onnx") or folder.is_file():
+        raise ExportError(f"out={folder} must be a folder for format=hub")
+    check_writable(folder, "export folder")
+    weights = folder / HUB_WEIGHTS
+    cfg, info, weights_bytes, text = _export_files(ckpt, weights)
+    results_file = Path(ckpt).parent / "results.json"
+    try:
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    except (OSError, ValueError):
+        results = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_pair(weights, weights_bytes, folder / HUB_CONFIG, text)
+    write_text_atomic(folder / HUB_CARD, model_card(info, to_yaml(cfg), results))
+    return folder
 
 
 class _Normalised(nn.Module):

@@ -170,3 +170,16 @@ def test_metrics_csv_survives_a_kill_during_a_header_rewrite_or_an_append(tmp_pa
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
     assert float(rows[-1]["train/loss"]) == 0.25
+
+
+def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path):
+    cfg = _cfg(tmp_path, "simclr", "name=left", "optim.epochs=1")
+    run = tmp_path / "left"
+    run.mkdir()
+    stale = [run / ".last.ckpt.123.tmp", run / ".metrics.csv.456.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    keep = run / "notes.tmp"  # not a file equissl writes: left alone
+    keep.write_text("mine")
+    pretrain(cfg)
+    assert not any(p.exists() for p in stale) and keep.read_text() == "mine"

@@ -39,7 +39,13 @@ from equissl.app.suite import (
     read_like,
     transfer_results,
 )
-from equissl.app.train import PretrainModule, build_trainer, truncate_metrics, uses_cuda
+from equissl.app.train import (
+    PretrainModule,
+    build_trainer,
+    remove_stale_temps,
+    truncate_metrics,
+    uses_cuda,
+)
 from equissl.augment import channel_stats
 from equissl.data import DataSplits, load_data
 from equissl.errors import ConfigError, UserError
@@ -301,6 +307,7 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
 
 
 def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> dict:
+    remove_stale_temps(run_dir)
     last = run_dir / "last.ckpt"
     if cfg.resume == "never" and last.exists():
         raise UserError(

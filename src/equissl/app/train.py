@@ -327,6 +327,17 @@ class NonFiniteGuard(Callback):
         self._check(trainer, module)
 
 
+STALE_TEMPS = (".last.ckpt.*.tmp", ".metrics.csv.*.tmp")  # what a killed run may leave
+
+
+def remove_stale_temps(run_dir: Path) -> None:
+    """Delete the temporary files a killed run left in its folder (the checkpoint or metrics
+    being written when SIGKILL came); called while the run folder's lock is held."""
+    for pattern in STALE_TEMPS:
+        for path in run_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def write_checkpoint(trainer: L.Trainer, run_dir: Path) -> Path:
     """Write `run_dir/last.ckpt` whole, or not at all: the model is checked for non-finite
     weights, then the checkpoint goes to a temporary file in the run folder (never the system

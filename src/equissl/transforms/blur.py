@@ -11,20 +11,19 @@ the previous one. Two sigma rules:
 - `blur_fixed`, `blur8`: sigma = 0.3 ((k - 1) / 2 - 1) + 0.8 (OpenCV's rule for a given size:
   1.1 / 1.7 / 2.6 for kernels 5 / 9 / 15), so every level is one fixed filter.
 
-Every sample's 1-D kernel is zero-padded to the largest size (level 0 is a delta), the image
-is reflect-padded by an index gather (any pad width) and blurred by a grouped conv2d with
-groups = N*C along each axis. Not a group: relative is None.
+Every sample's 1-D kernel is zero-padded to the largest size (level 0 is a delta) and the batch
+is filtered by `equissl.augment.blur.separable_filter` (reflect padding of any width, a grouped
+conv2d per axis). Not a group: relative is None.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from equissl.augment.blur import separable_filter
 from equissl.transforms.base import DeviceCache, Transformation, check_square
 
 KERNELS_AT_32: dict[str, tuple[int, ...]] = {
@@ -81,22 +80,13 @@ def blur(name: str, size: int) -> Transformation:
     sizes = kernel_sizes(KERNELS_AT_32[name], size)
     kernels = DeviceCache(kernel_table(sizes))
     kmax = max(sizes)
-    pad = kmax // 2
-    reflect = DeviceCache(torch.from_numpy(np.pad(np.arange(size), pad, mode="reflect")))
 
     def convolve(images: Tensor, labels: Tensor, k: Tensor) -> Tensor:
         check_square(images, size, name)
-        n, c, h, w = images.shape
-        if n * c == 0:
-            return images.clone()
-        k = k.repeat_interleave(c, 0)
-        index = reflect.on(images.device)
-        x = images.reshape(1, n * c, h, w)
-        x = F.conv2d(x.index_select(3, index), k.view(n * c, 1, 1, kmax), groups=n * c)
-        x = F.conv2d(x.index_select(2, index), k.view(n * c, 1, kmax, 1), groups=n * c)
+        x = separable_filter(images, k)
         # the delta row is already exact with IEEE products; the guard keeps level 0 exact
         # under any convolution algorithm the backend picks (TF32, FFT, Winograd)
-        return torch.where((labels == 0).view(n, 1, 1, 1), images, x.view(n, c, h, w))
+        return torch.where((labels == 0).view(-1, 1, 1, 1), images, x)
 
     if name != "blur":
 

@@ -38,7 +38,7 @@ from equissl.encoder import (
 )
 from equissl.errors import UserError
 from equissl.finite import describe_nonfinite, nonfinite_names
-from equissl.models import build_backbone
+from equissl.methods.build import backbone_of
 from equissl.reports.atomic import temp_beside, write_text_atomic
 
 # The backbone's keys in a checkpoint: "method." + PREFIX + the key in the export.
@@ -252,16 +252,9 @@ def trained_backbone(ckpt: str | Path) -> tuple[Any, nn.Module, list[float], lis
     mean = full["method.mean"].float().flatten().tolist()
     std = full["method.std"].float().flatten().tolist()
     try:
-        backbone = build_backbone(
-            cfg.backbone.name,
-            stem=cfg.backbone.stem,
-            width=cfg.backbone.width,
+        backbone = backbone_of(
+            cfg.backbone,
             in_channels=cfg.data.channels,
-            group=cfg.backbone.group,
-            fields=cfg.backbone.fields,
-            downsample=cfg.backbone.downsample,
-            dropout=cfg.backbone.dropout,
-            pool=cfg.backbone.pool,
             image_size=training_image_size(cfg) or 32,
         )
         backbone.load_state_dict(state, strict=True)

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from equissl.app.config import DataConfig
-from equissl.data import DataSplits, load_data
+from equissl.data import DataSplits, load_image_dataset
 from equissl.data.subset import balanced_subset
 from equissl.eval import extract_features, knn_accuracy, linear_probe
 from equissl.eval.embedding import (
@@ -191,16 +190,16 @@ def read_like(
 ) -> DataSplits:
     """The second dataset of a config section (`eval.transfer`, `eval.data`: name, path, limit,
     test_limit), read with `data`'s channels and resized to its image size."""
-    settings = DataConfig(
-        name=section.name,
-        path=section.path,
+    return load_image_dataset(
+        section.name,
+        section.path,
         cache_dir=cache_dir,
-        limit=section.limit,
-        test_limit=section.test_limit,
         channels=data.channels,
         size=data.image_size,
+        limit=section.limit,
+        test_limit=section.test_limit,
+        config_key=config_key,
     )
-    return load_data(settings, config_key=config_key)
 
 
 def transfer_results(

@@ -193,19 +193,9 @@ def build_term(
     return Predict(name, weight, augment=augment, transformation=group, heads=heads, expand=expand)
 
 
-def build_method(
-    cfg: DictConfig,
-    *,
-    in_channels: int,
-    image_size: int,
-    num_classes: int,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-) -> Method:
-    """The configured method for images of `in_channels` x `image_size`^2, `num_classes`
-    classes (the online classifier) and normalisation statistics `mean`, `std`."""
-    m, b, a = cfg.method, cfg.backbone, cfg.augment
-    backbone = build_backbone(
+def backbone_of(b: DictConfig, *, in_channels: int, image_size: int) -> nn.Module:
+    """The backbone of the configuration's `backbone` section, freshly initialised."""
+    return build_backbone(
         b.name,
         stem=b.stem,
         width=b.width,
@@ -218,6 +208,21 @@ def build_method(
         image_size=image_size,
         zero_init_residual=b.zero_init_residual,
     )
+
+
+def build_method(
+    cfg: DictConfig,
+    *,
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> Method:
+    """The configured method for images of `in_channels` x `image_size`^2, `num_classes`
+    classes (the online classifier) and normalisation statistics `mean`, `std`."""
+    m, b, a = cfg.method, cfg.backbone, cfg.augment
+    backbone = backbone_of(b, in_channels=in_channels, image_size=image_size)
     if b.frozen:
         backbone.requires_grad_(False)
     d = backbone.num_features

@@ -156,18 +156,12 @@ def _quiet(command: str) -> None:
 
 
 def _print_results(results: dict) -> None:
-    keys = (
-        "linear_acc",
-        "linear_std",
-        "linear_aug_acc",
-        "linear_aug_std",
-        "knn_acc",
-        "transform_acc",
-        "train_seconds",
-        "eval_seconds",
-    )
-    shown = {k: results[k] for k in keys if isinstance(results.get(k), (int, float))}
-    print("  ".join(f"{k}={v:.2f}" for k, v in shown.items()))
+    """Every number the run or evaluation computed, `key=value`, a few to a line."""
+    from equissl.app.progress import metric_items
+
+    items = [f"{k}={v}" for k, v in metric_items(results)]
+    for i in range(0, len(items), 6):
+        print("  ".join(items[i : i + 6]))
 
 
 # The name given to an unnamed `equissl pretrain` run, for the line printed if a signal stops it.

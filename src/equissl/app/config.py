@@ -186,7 +186,9 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the backbone (checkpoint keys unchanged)
     sync_batchnorm: bool = False  # DDP: BatchNorm statistics over all processes
     log_every_n_steps: int = 20  # steps between metrics.csv rows (and non-finite checks)
-    progress_bar: bool = True  # Lightning's progress bar
+    progress_bar: bool = (
+        True  # a bar on a terminal; false, or stdout not a terminal: a line per epoch
+    )
     threads: int = 0  # CPU threads for torch; 0 leaves the default
 
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from equissl.app import signals
 from equissl.app.config import to_yaml
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
+from equissl.app.progress import count, echo, format_seconds, phase, timed_load
 from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
     LEGACY_KEYS,
     backbone_label,
@@ -47,7 +48,7 @@ from equissl.app.train import (
     uses_cuda,
 )
 from equissl.augment import channel_stats
-from equissl.data import DataSplits, load_data
+from equissl.data import DataSplits
 from equissl.errors import ConfigError, UserError
 from equissl.eval import (
     equivariance_metrics,
@@ -209,9 +210,10 @@ def evaluate_method(
     method = method.to(device)
     t0 = time.perf_counter()
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
-    train_f = extract_features(method.backbone, data.train.images, **kw)
-    test_f = extract_features(method.backbone, data.test.images, **kw)
-    t_features = time.perf_counter() - t0
+    n = data.train.images.shape[0] + data.test.images.shape[0]
+    with phase(f"features: {count(n)} images") as features:
+        train_f = extract_features(method.backbone, data.train.images, **kw)
+        test_f = extract_features(method.backbone, data.test.images, **kw)
     out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
     heads = out.pop("heads")
     if unlabelled:  # the online classifier had no labels to learn from
@@ -219,41 +221,52 @@ def evaluate_method(
     else:
         out["online_acc"] = online_accuracy(method.classifier, test_f, data.test.labels)
     if cfg.eval.linear.protocol == "augmented":
-        out.update(augmented_probe_results(method, data, cfg, device))
+        with phase("augmented linear probe"):
+            out.update(augmented_probe_results(method, data, cfg, device))
     if cfg.eval.low_label:
-        out.update(low_label_results(method, data, cfg, device, train_f, test_f))
+        with phase("low-label probes"):
+            out.update(low_label_results(method, data, cfg, device, train_f, test_f))
     if cfg.eval.transfer.name:
-        out.update(transfer_results(method, data, cfg, device))
+        with phase(f"transfer to {cfg.eval.transfer.name}"):
+            out.update(transfer_results(method, data, cfg, device))
     if cfg.eval.corruptions:
-        out.update(corruption_results(method, data, cfg, device, heads, figures_dir))
+        with phase("corruptions"):
+            out.update(corruption_results(method, data, cfg, device, heads, figures_dir))
     if cfg.eval.embedding_plot and figures_dir is not None:
-        out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
-    accuracy = transformation_accuracy(
-        method, data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
-    )
+        with phase("embedding maps and retrieval"):
+            out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
+    with phase("transformation heads") as p:
+        accuracy = transformation_accuracy(
+            method, data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
+        )
+        p.what += ": " + ", ".join(f"{k} {v:.2f} %" for k, v in accuracy.items())
+        p.silent = not accuracy
     out.update(accuracy)
     if method.first_predicted is not None:  # one name for tables across transformations
         out["transform_acc"] = accuracy[f"{method.first_predicted}_acc"]
     if cfg.eval.equivariance:
-        out.update(
-            equivariance_metrics(
-                method.backbone,
-                data.train.images,
-                data.test.images,
-                list(cfg.eval.equivariance),
-                mean=method.mean,
-                std=method.std,
-                batch_size=cfg.eval.batch_size,
-                device=device,
-                limit=cfg.eval.equivariance_limit,
-                seed=cfg.seed,
-                mlp_epochs=cfg.eval.equivariance_mlp_epochs,
+        with phase("equivariance probes"):
+            out.update(
+                equivariance_metrics(
+                    method.backbone,
+                    data.train.images,
+                    data.test.images,
+                    list(cfg.eval.equivariance),
+                    mean=method.mean,
+                    std=method.std,
+                    batch_size=cfg.eval.batch_size,
+                    device=device,
+                    limit=cfg.eval.equivariance_limit,
+                    seed=cfg.seed,
+                    mlp_epochs=cfg.eval.equivariance_mlp_epochs,
+                )
             )
-        )
     if cfg.eval.geometry or cfg.eval.hue_sensitivity:
-        out.update(evaluate_geometry(method, data, cfg, device, figures_dir))
+        with phase("geometry diagnostics"):
+            out.update(evaluate_geometry(method, data, cfg, device, figures_dir))
     out["eval_seconds"] = time.perf_counter() - t0
-    out["feature_seconds"] = t_features
+    out["feature_seconds"] = features.seconds
+    echo(f"evaluated in {format_seconds(out['eval_seconds'])}")
     return out
 
 
@@ -314,7 +327,7 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]
             f"{run_dir} already holds a run; pass another name=... or resume=auto to continue it"
         )
     step = read_resume_step(last, cfg) if cfg.resume == "auto" and last.exists() else None
-    data = load_data(cfg.data)
+    data = timed_load(cfg.data)
     images, labels = pretraining_images(data)
     if images.shape[0] < cfg.optim.batch_size:
         raise UserError(
@@ -391,7 +404,7 @@ def evaluate_checkpoint(
     check_accelerator(cfg)
     check_file_writable(Path(ckpt).parent / out, "evaluation results")
     state = load_state_dict(ckpt)
-    data = load_data(cfg.data)
+    data = timed_load(cfg.data)
     # The online classifier is not evaluated; skipping it lets a backbone be probed on other data.
     method_state = upgrade_state(
         {

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from equissl.app.progress import phase
 from equissl.data import DataSplits, load_image_dataset
 from equissl.data.subset import balanced_subset
 from equissl.eval import extract_features, knn_accuracy, linear_probe
@@ -55,29 +56,35 @@ def probe_and_knn(
     data: DataSplits,
     device: torch.device,
     return_heads: bool = False,
+    label: str = "",
 ) -> dict[str, Any]:
     """Linear probe (cfg.eval.linear) and kNN (cfg.eval.knn; k at most the training size) of
     cached features of `data`'s splits; "heads" (with return_heads) maps test-like features to
-    the probe's logits."""
-    result = probe(
-        cfg,
-        train_f,
-        data.train.labels,
-        test_f,
-        data.test.labels,
-        data.num_classes,
-        device,
-        return_heads=return_heads,
-    )
-    knn = knn_accuracy(
-        train_f,
-        data.train.labels,
-        test_f,
-        data.test.labels,
-        num_classes=data.num_classes,
-        k=cfg.eval.knn.k,
-        temperature=cfg.eval.knn.temperature,
-    )
+    the probe's logits. Prints one line per part, after `label` (e.g. "transfer: ")."""
+    with phase(f"{label}linear probe") as p:
+        result = probe(
+            cfg,
+            train_f,
+            data.train.labels,
+            test_f,
+            data.test.labels,
+            data.num_classes,
+            device,
+            return_heads=return_heads,
+        )
+        seeds = cfg.eval.linear.seeds
+        p.what += f" ({seeds} seed{'s' if seeds > 1 else ''}): {result['acc_mean']:.2f} %"
+    with phase(f"{label}kNN (k={cfg.eval.knn.k})") as p:
+        knn = knn_accuracy(
+            train_f,
+            data.train.labels,
+            test_f,
+            data.test.labels,
+            num_classes=data.num_classes,
+            k=cfg.eval.knn.k,
+            temperature=cfg.eval.knn.temperature,
+        )
+        p.what += f": {knn:.2f} %"
     out = {
         "linear_acc": result["acc_mean"],
         "linear_std": result["acc_std"],
@@ -212,7 +219,7 @@ def transfer_results(
     kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
     train_f = extract_features(method.backbone, other.train.images, **kw)
     test_f = extract_features(method.backbone, other.test.images, **kw)
-    result = probe_and_knn(cfg, train_f, test_f, other, device)
+    result = probe_and_knn(cfg, train_f, test_f, other, device, label=f"transfer {t.name}: ")
     return {
         "transfer_data": t.name,
         "transfer_linear_acc": result["linear_acc"],

@@ -16,12 +16,13 @@ import lightning as L
 import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
+from equissl.app.progress import progress_callbacks
 from equissl.data import place_on_device
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
@@ -466,9 +467,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] =
         ),
         TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False),
     ]
-    extra = (
-        [TQDMProgressBar(refresh_rate=max(t.log_every_n_steps // 2, 1))] if t.progress_bar else []
-    )
+    extra, bar = progress_callbacks(t.progress_bar, max(t.log_every_n_steps // 2, 1))
     strategy = t.strategy
     if strategy == "ddp" and not torch.cuda.is_available():
         from lightning.pytorch.strategies import DDPStrategy
@@ -492,7 +491,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] =
                 *extra,
             ],
             enable_checkpointing=False,
-            enable_progress_bar=t.progress_bar,
+            enable_progress_bar=bar,
             enable_model_summary=False,
             log_every_n_steps=t.log_every_n_steps,
             num_sanity_val_steps=0,

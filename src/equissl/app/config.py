@@ -190,6 +190,9 @@ class TrainerConfig:
         True  # a bar on a terminal; false, or stdout not a terminal: a line per epoch
     )
     threads: int = 0  # CPU threads for torch; 0 leaves the default
+    logger: str = "tensorboard"  # tensorboard | csv | wandb | mlflow, beside metrics.csv (csv:
+    #   metrics.csv alone); wandb and mlflow need pip install 'equissl[wandb]' / 'equissl[mlflow]'
+    project: str = "equissl"  # the W&B project or MLflow experiment of trainer.logger
 
 
 @dataclass
@@ -367,6 +370,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
         "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
         "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
+        "trainer.logger": ("tensorboard", "csv", "wandb", "mlflow"),
     }
 
 

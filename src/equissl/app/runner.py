@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
 from equissl.app.config import to_yaml
+from equissl.app.loggers import check_logger, log_run
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.app.progress import count, echo, format_seconds, phase, timed_load
 from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
@@ -308,6 +309,7 @@ def pretrain(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> dict[str, Any
     _set_threads(cfg)
     run_dir = run_dir_of(cfg)
     check_accelerator(cfg)
+    check_logger(cfg.trainer.logger)
     check_writable(run_dir, "run folder")
     if (run_dir / "results.md").is_file() and not (run_dir / "config.yaml").is_file():
         raise ConfigError(
@@ -379,6 +381,7 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]
     if cfg.eval.at_end:
         results.update(evaluate_method(method, data, cfg, module.device, run_dir))
     write_json(run_dir / "results.json", results)
+    log_run(trainer.loggers, cfg, results)
     return results
 
 

@@ -17,11 +17,12 @@ import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
+from equissl.app.loggers import extra_loggers
 from equissl.app.progress import progress_callbacks
 from equissl.data import place_on_device
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
@@ -465,7 +466,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list[Callback] =
             version="",
             flush_logs_every_n_steps=1,
         ),
-        TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False),
+        *extra_loggers(cfg, run_dir),  # trainer.logger: TensorBoard, W&B or MLflow
     ]
     extra, bar = progress_callbacks(t.progress_bar, max(t.log_every_n_steps // 2, 1))
     strategy = t.strategy

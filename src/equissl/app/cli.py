@@ -21,6 +21,7 @@ commands:
   pretrain [preset ...] [key=value ...]   pretrain (then evaluate) into runs/<name>/
   eval ckpt=PATH [out=F.json] [key=value]  evaluate a checkpoint's frozen backbone
   export ckpt=PATH out=FILE.safetensors   the trained backbone alone, for equissl.load_backbone
+  baseline pixels|random [preset ...]     raw pixels or an untrained backbone, evaluated like a run
   sweep SWEEP [key=value ...]             several runs side by side, then a table and a plot
   report RUN_DIR ... [out=STEM]           table of finished runs (Markdown + CSV) and curves PNG
   experiment NAME [scale=S] [key=value]   a study of the papers at scale smoke|cpu|paper
@@ -65,6 +66,15 @@ normalisation inside; needs pip install 'equissl[onnx]'); or a model-hub folder 
 model.safetensors, config.json and a README.md model card).
 
 example: equissl export ckpt=runs/esimclr/last.ckpt out=backbone.safetensors""",
+    "baseline": f"""usage: equissl baseline pixels|random [preset ...] [key=value ...]
+
+The rows a results table needs beside trained encoders, evaluated like a pretrained run (linear
+probe, kNN, and the eval.* parts switched on, transfer included) into out_dir/name/results.json
+for equissl report: `pixels` uses the raw pixels (normalised per channel, flattened) as
+features; `random` the configured backbone at its random initialisation (seed=...), untrained.
+{KEYS}
+
+example: equissl baseline pixels cifar10-cpu data.name=imagefolder data.path=cifar10-jpeg.zip name=pixels""",
     "sweep": f"""usage: equissl sweep SWEEP [key=value ...]
 
 Run the runs of a sweep file (configs/sweeps/ or a YAML path) side by side, then write a table
@@ -241,6 +251,22 @@ def cmd_export(args: list[str]) -> None:
     print(f"wrote {weights} and {description}")
 
 
+def cmd_baseline(args: list[str]) -> None:
+    from equissl.app.baseline import BASELINES, run_baseline
+    from equissl.app.config import build_config
+    from equissl.app.runner import run_dir_of
+
+    presets, overrides = _split(args)
+    if not presets or presets[0] not in BASELINES:
+        raise _Usage(f"baseline needs its kind first: {' or '.join(BASELINES)} (then presets)")
+    kind, presets = presets[0], presets[1:]
+    cfg = build_config(presets, overrides)
+    if not any(o.startswith("name=") for o in overrides) and cfg.name == DEFAULT_RUN_NAME:
+        cfg.name = unique_run_name([f"{kind}-baseline", *presets], Path(cfg.out_dir))
+    _print_results(run_baseline(kind, cfg))
+    print(f"run folder: {run_dir_of(cfg)}")
+
+
 def _run_sweep(name: str, overrides: list[str], scale: str | None = None) -> Path:
     """Run a sweep, print its table, then fail (one line, exit 2) if any run failed."""
     from equissl.app.sweep import load_sweep, raise_failures, run_sweep
@@ -367,6 +393,7 @@ COMMANDS = {
     "pretrain": cmd_pretrain,
     "eval": cmd_eval,
     "export": cmd_export,
+    "baseline": cmd_baseline,
     "sweep": cmd_sweep,
     "report": cmd_report,
     "experiment": cmd_experiment,

@@ -33,6 +33,7 @@ from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, 
     write_json,
 )
 from equissl.app.suite import (
+    FrozenEncoder,
     augmented_probe_results,
     corruption_results,
     embedding_views,
@@ -197,9 +198,10 @@ def evaluate_method(
     device: torch.device,
     figures_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Linear probe and kNN on frozen backbone features, each transformation head's accuracy,
-    the equivariance probes of `eval.equivariance` and the geometry diagnostics of
-    `eval.geometry` / `eval.hue_sensitivity` (its plot goes to `figures_dir`)."""
+    """Linear probe and kNN on frozen backbone features with the suite's parts
+    (`evaluate_encoder`), the online classifier's and each transformation head's accuracy, the
+    equivariance probes of `eval.equivariance` and the geometry diagnostics of `eval.geometry`
+    / `eval.hue_sensitivity` (its plot goes to `figures_dir`)."""
     labelled = labelled_for_evaluation(data, cfg)
     if labelled is None:
         warn(
@@ -210,32 +212,11 @@ def evaluate_method(
     unlabelled, data = labelled is not data, labelled
     method = method.to(device)
     t0 = time.perf_counter()
-    kw = dict(mean=method.mean, std=method.std, batch_size=cfg.eval.batch_size, device=device)
-    n = data.train.images.shape[0] + data.test.images.shape[0]
-    with phase(f"features: {count(n)} images") as features:
-        train_f = extract_features(method.backbone, data.train.images, **kw)
-        test_f = extract_features(method.backbone, data.test.images, **kw)
-    out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
-    heads = out.pop("heads")
+    out, test_f = evaluate_encoder(method, data, cfg, device, figures_dir)
     if unlabelled:  # the online classifier had no labels to learn from
         out["eval_data"] = cfg.eval.data.name
     else:
         out["online_acc"] = online_accuracy(method.classifier, test_f, data.test.labels)
-    if cfg.eval.linear.protocol == "augmented":
-        with phase("augmented linear probe"):
-            out.update(augmented_probe_results(method, data, cfg, device))
-    if cfg.eval.low_label:
-        with phase("low-label probes"):
-            out.update(low_label_results(method, data, cfg, device, train_f, test_f))
-    if cfg.eval.transfer.name:
-        with phase(f"transfer to {cfg.eval.transfer.name}"):
-            out.update(transfer_results(method, data, cfg, device))
-    if cfg.eval.corruptions:
-        with phase("corruptions"):
-            out.update(corruption_results(method, data, cfg, device, heads, figures_dir))
-    if cfg.eval.embedding_plot and figures_dir is not None:
-        with phase("embedding maps and retrieval"):
-            out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
     with phase("transformation heads") as p:
         accuracy = transformation_accuracy(
             method, data.test.images, cfg.eval.batch_size, cfg.eval.transform_limit
@@ -266,9 +247,45 @@ def evaluate_method(
         with phase("geometry diagnostics"):
             out.update(evaluate_geometry(method, data, cfg, device, figures_dir))
     out["eval_seconds"] = time.perf_counter() - t0
-    out["feature_seconds"] = features.seconds
     echo(f"evaluated in {format_seconds(out['eval_seconds'])}")
     return out
+
+
+def evaluate_encoder(
+    encoder: FrozenEncoder,
+    data: DataSplits,
+    cfg: DictConfig,
+    device: torch.device,
+    figures_dir: Path | None = None,
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """What needs only a frozen backbone and its normalisation (a method, or the raw pixels of
+    `equissl baseline pixels`) on labelled `data`: linear probe and kNN on cached features, and
+    the suite's parts switched on in `eval` (augmented probe, low-label, transfer, corruptions,
+    embedding pictures in `figures_dir`). Returns the results and the test features."""
+    kw = dict(mean=encoder.mean, std=encoder.std, batch_size=cfg.eval.batch_size, device=device)
+    n = data.train.images.shape[0] + data.test.images.shape[0]
+    with phase(f"features: {count(n)} images") as features:
+        train_f = extract_features(encoder.backbone, data.train.images, **kw)
+        test_f = extract_features(encoder.backbone, data.test.images, **kw)
+    out = probe_and_knn(cfg, train_f, test_f, data, device, return_heads=True)
+    heads = out.pop("heads")
+    if cfg.eval.linear.protocol == "augmented":
+        with phase("augmented linear probe"):
+            out.update(augmented_probe_results(encoder, data, cfg, device))
+    if cfg.eval.low_label:
+        with phase("low-label probes"):
+            out.update(low_label_results(encoder, data, cfg, device, train_f, test_f))
+    if cfg.eval.transfer.name:
+        with phase(f"transfer to {cfg.eval.transfer.name}"):
+            out.update(transfer_results(encoder, data, cfg, device))
+    if cfg.eval.corruptions:
+        with phase("corruptions"):
+            out.update(corruption_results(encoder, data, cfg, device, heads, figures_dir))
+    if cfg.eval.embedding_plot and figures_dir is not None:
+        with phase("embedding maps and retrieval"):
+            out.update(embedding_views(data, cfg, train_f, test_f, figures_dir))
+    out["feature_seconds"] = features.seconds
+    return out, test_f
 
 
 @torch.no_grad()

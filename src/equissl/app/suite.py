@@ -6,7 +6,7 @@ can, so a part costs what it adds."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -23,8 +23,17 @@ from equissl.eval.embedding import (
 )
 from equissl.eval.linear_augmented import AugmentedProbe, augmented_linear_probe
 from equissl.eval.low_label import finetune_accuracy, low_label_indices
-from equissl.methods import Method
 from equissl.reports.embedding import plot_embedding_maps, plot_retrieval
+
+
+class FrozenEncoder(Protocol):
+    """What the suite's parts read of an encoder: a method, or `equissl baseline pixels`'s
+    flattened pixels (app.baseline.PixelEncoder)."""
+
+    backbone: torch.nn.Module
+    mean: torch.Tensor  # per channel, [0, 1] units
+    std: torch.Tensor
+
 
 RETRIEVAL_QUERIES = 20  # grid rows: one query per class, at most this many classes
 RETRIEVAL_NEIGHBOURS = 8
@@ -98,7 +107,7 @@ def probe_and_knn(
 
 
 def augmented_probe_results(
-    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+    method: FrozenEncoder, data: DataSplits, cfg: DictConfig, device: torch.device
 ) -> dict[str, Any]:
     """`eval.linear.augmented`: the probe trained on augmented views through the frozen
     backbone every epoch (E-SSL's or CARE's protocol), as linear_aug_acc / _std / _accs /
@@ -148,7 +157,7 @@ def augmented_probe_results(
 
 
 def low_label_results(
-    method: Method,
+    method: FrozenEncoder,
     data: DataSplits,
     cfg: DictConfig,
     device: torch.device,
@@ -210,7 +219,7 @@ def read_like(
 
 
 def transfer_results(
-    method: Method, data: DataSplits, cfg: DictConfig, device: torch.device
+    method: FrozenEncoder, data: DataSplits, cfg: DictConfig, device: torch.device
 ) -> dict[str, Any]:
     """Linear probe and kNN of the frozen encoder on `eval.transfer` (a second dataset read
     with the pretraining data's channels and resized to its image size)."""
@@ -267,7 +276,7 @@ def embedding_views(
 
 
 def corruption_results(
-    method: Method,
+    method: FrozenEncoder,
     data: DataSplits,
     cfg: DictConfig,
     device: torch.device,

@@ -27,7 +27,14 @@ from equissl.methods.method import Method
 from equissl.methods.terms import Care, LabelHeads, Predict, Regress, Relative, Term
 from equissl.methods.terms.parameters import PARAMS_PER_PART
 from equissl.methods.views import InvarianceViews
-from equissl.models import build_backbone, mlp, plain_head, projector, transformation_head
+from equissl.models import (
+    as_backbone,
+    build_backbone,
+    mlp,
+    plain_head,
+    projector,
+    transformation_head,
+)
 from equissl.objectives import infonce_uniformity, paired_uniformity
 from equissl.transforms import get_transformation
 
@@ -218,11 +225,17 @@ def build_method(
     num_classes: int,
     mean: torch.Tensor,
     std: torch.Tensor,
+    backbone: nn.Module | None = None,
 ) -> Method:
     """The configured method for images of `in_channels` x `image_size`^2, `num_classes`
-    classes (the online classifier) and normalisation statistics `mean`, `std`."""
+    classes (the online classifier) and normalisation statistics `mean`, `std`; around
+    `backbone` (any module from normalised images to features, through `as_backbone`; the
+    heads are sized from its feature count) instead of the configured one when given."""
     m, b, a = cfg.method, cfg.backbone, cfg.augment
-    backbone = backbone_of(b, in_channels=in_channels, image_size=image_size)
+    if backbone is None:
+        backbone = backbone_of(b, in_channels=in_channels, image_size=image_size)
+    else:
+        backbone = as_backbone(backbone, in_channels=in_channels, image_size=image_size)
     if b.frozen:
         backbone.requires_grad_(False)
     d = backbone.num_features

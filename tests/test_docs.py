@@ -1,8 +1,11 @@
-"""The documentation: the Python blocks of docs/building-blocks.md run as they are."""
+"""The documentation: the site builds with no warnings (`mkdocs build --strict`, as `make docs`),
+and the Python blocks of docs/building-blocks.md run as they are."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,23 @@ BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 def python_blocks(page: Path) -> list[str]:
     return BLOCK.findall(page.read_text(encoding="utf-8"))
+
+
+def test_site_builds_strictly(tmp_path):
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WARNING" not in done.stderr
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert "Quick tour" in home and 'href="guide.html"' in home  # the README, links rewritten
+    api = (site / "api" / "models.html").read_text(encoding="utf-8")
+    assert "as_backbone" in api and "build_backbone" in api  # from the docstrings
 
 
 @pytest.mark.parametrize("index", [0, 1])

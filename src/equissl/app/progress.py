@@ -228,8 +228,11 @@ class RunProgressBar(TQDMProgressBar):
         self.clock.start(trainer)
 
     def get_metrics(self, trainer, module) -> dict:
-        items = super().get_metrics(trainer, module)
-        items.pop("v_num", None)
+        items = {
+            k.removeprefix("epoch/"): v
+            for k, v in super().get_metrics(trainer, module).items()
+            if k != "v_num"
+        }
         eta = self.clock.eta(trainer)
         if eta is not None:
             items["run ETA"] = format_eta(eta)

@@ -184,7 +184,7 @@ def build_term(
     if t.head_form == "mlp":
         heads = [plain_head(d, hidden, k) for k in sizes]
     else:
-        relu, neck = bool(t.head_second_relu), int(t.head_bottleneck)
+        relu, neck = bool(t.head_second_relu), t.head_bottleneck
         heads = [transformation_head(d, hidden, k, relu, neck) for k in sizes]
     heads = LabelHeads(heads, group, separate)
     if t.mode == "relative":

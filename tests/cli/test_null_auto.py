@@ -59,3 +59,30 @@ def test_a_checkpoint_saved_with_zeros_resumes_under_nulls(tmp_path):
     torch.save({"global_step": 7, "equissl_config": saved, "state_dict": {}}, last)
     with pytest.raises(UserError, match="augment.scale_min=0.3"):
         read_resume_step(last, cfg)
+
+
+@pytest.mark.parametrize(
+    ("old", "key", "new"),
+    [
+        ("augment.invariance=cropflip", "augment.pipeline", "cropflip"),
+        ("method.equivariance.0.role=invariance", "method.equivariance.0.role", "augment"),
+        ("method.equivariance.0.role=off", "method.equivariance.0.role", "none"),
+    ],
+)
+def test_old_spellings_read_as_the_new_with_a_note(old, key, new, capsys, monkeypatch):
+    monkeypatch.setattr(config_module, "_noted", set())
+    cfg = build_config(["esimclr"], [old])
+    assert config_module.OmegaConf.select(cfg, key) == new and cfg.augment.invariance is None
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("equissl: warning: ") and "deprecated; write" in line
+    assert cfg == build_config(["esimclr"], [f"{key}={new}"])
+
+
+def test_a_checkpoint_saved_with_old_names_resumes_under_the_new(tmp_path):
+    cfg = build_config(["esimclr"], ["method.equivariance.0.role=augment"])
+    saved = config_module.OmegaConf.to_container(cfg, resolve=True)
+    saved["augment"]["invariance"] = saved["augment"].pop("pipeline")  # as saved before
+    saved["method"]["equivariance"][0]["role"] = "invariance"
+    last = tmp_path / "last.ckpt"
+    torch.save({"global_step": 3, "equissl_config": saved, "state_dict": {}}, last)
+    assert read_resume_step(last, cfg) == 3

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from equissl.errors import ConfigError
@@ -41,7 +41,9 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    invariance: str = "simclr"  # simclr | cropflip | none
+    pipeline: str = "simclr"  # the invariance views' augmentation: simclr | cropflip | none
+    invariance: str | None = None  # deprecated spelling of augment.pipeline (read until the
+    #   next release)
     size: int | None = None  # output size of the invariance views; null: the data size
     scale_min: float = 0.2
     scale_max: float = 1.0
@@ -66,8 +68,9 @@ class AugmentConfig:
 class EquivarianceConfig:
     transform: str = "rotation"  # a transformation (equissl.transforms), a product "a+b", or
     #                              (mode care) `augment`: the whole base augmentation
-    role: str = "equivariance"  # equivariance: predicted | invariance: applied at random to the
-    #                             invariance views | off: ignored
+    role: str = "equivariance"  # equivariance: learned by `mode` | augment: applied at random to
+    #   the invariance views, as one more augmentation | none: ignored (deprecated spellings:
+    #   invariance, off)
     mode: str = "predict"  # predict: CE on the label | relative: the element relating two views
     #                        | regress: crop/jitter parameters of two views (AugSelf)
     #                        | care: Gram matching, one pair of elements per chunk (CARE)
@@ -326,7 +329,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "data.labels": ("fine", "coarse"),
         "data.channels": (1, 3),
         "data.device_resident": ("auto", "always", "never"),
-        "augment.invariance": PIPELINES,
+        "augment.pipeline": PIPELINES,
         "augment.interpolation": ("bilinear", "bicubic"),
         "method.invariance": (
             "simclr",
@@ -341,7 +344,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "method.classifier": ("detached", "joint", "eliminate"),
         "method.negatives": ("both_views", "other_view"),
         "method.view_passes": ("joint", "separate"),
-        "method.equivariance.*.role": ("equivariance", "invariance", "off"),
+        "method.equivariance.*.role": ROLES,
         "method.equivariance.*.mode": ("predict", "relative", "regress", "care"),
         "method.equivariance.*.heads": ("joint", "separate"),
         "method.equivariance.*.uniformity_form": ("infonce", "wang_isola"),
@@ -433,6 +436,8 @@ NULL_AUTO = (
 )
 _NULL_AUTO = re.compile("|".join(k.replace(".", r"\.").replace("*", r"\d+") for k in NULL_AUTO))
 _noted: set[str] = set()
+ROLES = ("equivariance", "augment", "none")
+OLD_ROLES = {"invariance": "augment", "off": "none", "False": "none", "false": "none"}
 
 
 def is_null_auto(key: str) -> bool:
@@ -585,12 +590,40 @@ def apply_overrides(cfg: DictConfig, args: list[str]) -> DictConfig:
     return cfg
 
 
+def _note_once(old: str, new: str) -> None:
+    if old not in _noted:
+        _noted.add(old)
+        warn(f"{old} is deprecated; write {new}; the old spelling is read until the next release")
+
+
 def _normalize(cfg: DictConfig) -> None:
+    """The deprecated spellings, read as their new ones with a note."""
     null_zero_autos(cfg)
-    # YAML 1.1 reads a bare `off` as false, which a string field stores as "False".
+    if cfg.augment.invariance is not None:
+        _note_once("augment.invariance", "augment.pipeline")
+        cfg.augment.pipeline, cfg.augment.invariance = cfg.augment.invariance, None
     for term in cfg.method.equivariance:
-        if str(term.role) in ("False", "false"):
-            term.role = "off"
+        # YAML 1.1 reads a bare `off` as false, which a string field stores as "False".
+        new = OLD_ROLES.get(str(term.role))
+        if new is not None:
+            _note_once(f"method.equivariance.*.role={term.role}", f"role={new}")
+            term.role = new
+
+
+def upgrade_saved(saved: dict[str, Any]) -> dict[str, Any]:
+    """A configuration saved by an earlier run (a plain tree) in today's spellings: 0 for null
+    in NULL_AUTO's fields, augment.invariance as augment.pipeline, the old role names."""
+    tree = OmegaConf.create(saved)
+    with open_dict(tree):
+        null_zero_autos(tree, note=False)
+        augment = tree.get("augment") or {}
+        if augment.get("invariance") is not None:
+            augment["pipeline"] = augment["invariance"]
+        if "invariance" in augment:
+            del augment["invariance"]
+        for term in OmegaConf.select(tree, "method.equivariance") or []:
+            term.role = OLD_ROLES.get(str(term.get("role")), term.get("role"))
+    return OmegaConf.to_container(tree)  # type: ignore[return-value]
 
 
 # A run name is one folder under out_dir: no separators, no '.'/'..', no hidden names.
@@ -727,7 +760,7 @@ def _check_moco(cfg: DictConfig) -> None:
 def _check_terms(cfg: DictConfig) -> None:
     from equissl.transforms import TRANSFORMS
 
-    active = [t for t in cfg.method.equivariance if t.role != "off"]
+    active = [t for t in cfg.method.equivariance if t.role != "none"]
     predicted = [t for t in active if t.role == "equivariance"]
     if cfg.method.invariance == "none" and not predicted:
         raise ConfigError(
@@ -740,9 +773,7 @@ def _check_terms(cfg: DictConfig) -> None:
         if term.mode == "care":
             valid = (*TRANSFORMS, AUGMENT)
         parts = str(term.transform).split("+")
-        if AUGMENT in parts and (
-            len(parts) > 1 or term.mode != "care" or term.role == "invariance"
-        ):
+        if AUGMENT in parts and (len(parts) > 1 or term.mode != "care" or term.role == "augment"):
             raise ConfigError(
                 f"bad value for '{key}.transform': 'augment' stands alone and needs mode=care"
             )
@@ -754,9 +785,9 @@ def _check_terms(cfg: DictConfig) -> None:
                 )
         if len(set(parts)) != len(parts):
             raise ConfigError(f"bad value for '{key}.transform': {term.transform!r} repeats a part")
-        if term.role == "invariance" and cfg.method.invariance == "none":
+        if term.role == "augment" and cfg.method.invariance == "none":
             raise ConfigError(
-                f"'{key}.role=invariance' needs an invariance method; method.invariance is none"
+                f"'{key}.role=augment' needs the invariance views; method.invariance is none"
             )
         if term.chunks < 1 or term.uniformity < 0:
             raise ConfigError(f"bad care settings for '{key}': chunks >= 1 and uniformity >= 0")

@@ -174,12 +174,10 @@ def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path
 def _config_of(saved: dict[str, Any], ckpt: Path):
     from omegaconf import OmegaConf
 
-    from equissl.app.config import null_zero_autos, schema
+    from equissl.app.config import schema, upgrade_saved
 
     try:
-        cfg = OmegaConf.merge(schema(), OmegaConf.create(saved))
-        null_zero_autos(cfg, note=False)  # written before null meant automatic
-        return cfg
+        return OmegaConf.merge(schema(), OmegaConf.create(upgrade_saved(saved)))
     except Exception as exc:  # noqa: BLE001 - OmegaConf raises many kinds
         raise CheckpointError(
             f"the configuration saved in {ckpt} does not fit this equissl: {_one_line(exc)}"

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
-from equissl.app.config import is_null_auto, to_yaml
+from equissl.app.config import to_yaml, upgrade_saved
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
     LEGACY_KEYS,
@@ -86,8 +86,8 @@ def read_resume_step(last: Path, cfg: DictConfig) -> int:
         "delete it or pass resume=never with another name=...",
     )
     step = int(ckpt["global_step"])
-    saved = _flat({k: ckpt.get("equissl_config", {}).get(k) for k in RESUME_KEYS})
-    saved = {k: None if v == 0 and is_null_auto(k) else v for k, v in saved.items()}  # old 0s
+    saved_config = upgrade_saved(ckpt.get("equissl_config", {}))  # in today's spellings
+    saved = _flat({k: saved_config.get(k) for k in RESUME_KEYS})
     now = _flat({k: OmegaConf.to_container(cfg, resolve=True)[k] for k in RESUME_KEYS})
     for key in sorted(set(saved) | set(now)):
         if not key.startswith(RESUME_FREE) and saved.get(key) != now.get(key):

@@ -62,7 +62,7 @@ def test_pixels_of_a_separable_set_are_probed_perfectly(tmp_path):
         "sep",
         "data.name=imagefolder",
         f"data.path={tmp_path / 'set'}",
-        "data.size=0",
+        "data.size=null",
         "data.limit=null",
         "data.test_limit=null",
         "eval.knn.k=3",

@@ -215,7 +215,7 @@ def step_functions(
 def measure(cfg: DictConfig, *, steps: int = 10, warmup: int = 2, size: int = 0) -> dict[str, Any]:
     """Time the step, the augmentation and the bare backbone of `cfg` (median of `steps` after
     `warmup` untimed rounds); returns the fields of one table row."""
-    if cfg.trainer.threads > 0:
+    if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     device = bench_device(cfg)
     size = image_size(cfg, size)

@@ -81,6 +81,7 @@ def test_random_baseline_is_the_untrained_encoder_and_deterministic(tmp_path, ca
     assert [first[k] for k in keys] == [untrained[k] for k in keys]
     assert (first["knn_acc"], first["linear_acc"]) != (other["knn_acc"], other["linear_acc"])
     assert first["method"] == "random-init" and first["backbone"] == "resnet18-w4"
+    assert "online_acc" not in first  # an untrained classifier's
 
     run_baseline("pixels", _cfg(tmp_path, "px"))
     out = tmp_path / "table"

@@ -72,6 +72,7 @@ def test_eval_runs_the_whole_suite(checkpoint, tmp_path):
     run = checkpoint.parent
     r = json.loads((run / "suite.json").read_text())
     assert not (run / "eval.json").exists()
+    assert "online_acc" not in r  # the checkpoint's classifier is not loaded: nothing to report
     for key, labels in (("low_label_10", 20), ("low_label_50", 100)):
         assert r[key]["labels"] == labels  # of the 200 training images
         assert 0 <= r[key]["linear_acc"] <= 100 and 0 <= r[key]["finetune_acc"] <= 100

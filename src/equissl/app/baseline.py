@@ -89,6 +89,7 @@ def _run_locked(kind: str, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         results.update(
             evaluate_method(method_for(cfg, data, mean, std), data, cfg, device, run_dir)
         )
+        results.pop("online_acc", None)  # an untrained classifier's accuracy measures nothing
     else:
         t0 = time.perf_counter()
         encoder = PixelEncoder(mean, std).to(device)

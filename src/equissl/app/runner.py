@@ -464,5 +464,7 @@ def evaluate_checkpoint(
         "data": cfg.data.name,
         **evaluate_method(method, data, cfg, device, Path(ckpt).parent),
     }
+    # The online classifier is not loaded (above): its accuracy here would be a random one's.
+    results.pop("online_acc", None)
     write_json(Path(ckpt).parent / out, results)
     return results

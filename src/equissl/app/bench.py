@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig
 
 from equissl.app.config import build_config
+from equissl.app.cpu import apply_cpu_settings
 from equissl.app.outputs import check_file_writable
 from equissl.app.runner import backbone_label, method_label
 from equissl.app.train import prepare_method, resolve_precision, training_optimizer, uses_cuda
@@ -215,9 +216,8 @@ def step_functions(
 def measure(cfg: DictConfig, *, steps: int = 10, warmup: int = 2, size: int = 0) -> dict[str, Any]:
     """Time the step, the augmentation and the bare backbone of `cfg` (median of `steps` after
     `warmup` untimed rounds); returns the fields of one table row."""
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
     device = bench_device(cfg)
+    apply_cpu_settings(cfg.trainer.threads, cfg.trainer.cpu_allocator, device.type)
     size = image_size(cfg, size)
     cudnn = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as the Trainer sets it

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from equissl.app.cpu import ALLOCATORS
 from equissl.errors import ConfigError
 from equissl.warn import warn
 
@@ -193,6 +194,8 @@ class TrainerConfig:
     log_every_n_steps: int = 20  # steps between metrics.csv rows (and non-finite checks)
     progress_bar: bool = True  # Lightning's progress bar
     threads: int | None = None  # CPU threads for torch; null leaves the default
+    cpu_allocator: str = "reuse"  # on the CPU: reuse (freed activations stay in the heap for
+    #   the next step: far fewer page faults, 15-25 % more peak memory) | system (libc's default)
 
 
 @dataclass
@@ -370,6 +373,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
         "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
         "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
+        "trainer.cpu_allocator": ALLOCATORS,
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from equissl.app.cpu import ALLOCATORS
 from equissl.errors import ConfigError
 from equissl.warn import warn
 
@@ -196,6 +197,8 @@ class TrainerConfig:
     logger: str = "tensorboard"  # tensorboard | csv | wandb | mlflow, beside metrics.csv (csv:
     #   metrics.csv alone); wandb and mlflow need pip install 'equissl[wandb]' / 'equissl[mlflow]'
     project: str = "equissl"  # the W&B project or MLflow experiment of trainer.logger
+    cpu_allocator: str = "reuse"  # on the CPU: reuse (freed activations stay in the heap for
+    #   the next step: far fewer page faults, 15-25 % more peak memory) | system (libc's default)
 
 
 @dataclass
@@ -374,6 +377,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
         "trainer.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
         "trainer.logger": ("tensorboard", "csv", "wandb", "mlflow"),
+        "trainer.cpu_allocator": ALLOCATORS,
     }
 
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
 from equissl.app.config import to_yaml, upgrade_saved
+from equissl.app.cpu import apply_cpu_settings
 from equissl.app.loggers import check_logger, log_run
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.app.progress import count, echo, format_seconds, phase, timed_load
@@ -124,8 +125,8 @@ def method_for(cfg: DictConfig, data: DataSplits, mean: torch.Tensor, std: torch
 
 
 def _set_threads(cfg: DictConfig) -> None:
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
+    device = "cuda" if uses_cuda(cfg) else "cpu"
+    apply_cpu_settings(cfg.trainer.threads, cfg.trainer.cpu_allocator, device)
 
 
 def geometry_encoders(method: Method) -> dict[str, Any]:

@@ -36,6 +36,10 @@ class DataConfig:
     unlabeled: bool = False  # STL-10: add the unlabeled split to pretraining
     device_resident: str = "auto"  # auto | always | never: keep the uint8 set on the device
     labels: str = "fine"  # cifar100: fine (100 classes) | coarse (the 20 superclasses)
+    stream: str = "auto"  # auto | true | false: read shards in DataLoader workers instead of
+    #   holding the decoded set (imagefolder); auto streams a shard folder or a set too large
+    workers: int = 2  # streaming: DataLoader processes decoding and cropping; also how an epoch
+    #   is dealt out, so a resumed run keeps it
 
 
 @dataclass
@@ -324,6 +328,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "data.labels": ("fine", "coarse"),
         "data.channels": (1, 3),
         "data.device_resident": ("auto", "always", "never"),
+        "data.stream": ("auto", "true", "false"),
         "augment.invariance": PIPELINES,
         "augment.interpolation": ("bilinear", "bicubic"),
         "method.invariance": (
@@ -397,6 +402,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "optim.lars_eta",
+    "data.workers",
     "optim.end_lr",
     "optim.epochs",
     "optim.warmup_epochs",
@@ -542,6 +548,8 @@ def _normalize(cfg: DictConfig) -> None:
     for term in cfg.method.equivariance:
         if str(term.role) in ("False", "false"):
             term.role = "off"
+    if str(cfg.data.stream) in ("True", "False"):  # data.stream=true arrives as "True"
+        cfg.data.stream = str(cfg.data.stream).lower()
 
 
 # A run name is one folder under out_dir: no separators, no '.'/'..', no hidden names.

@@ -11,6 +11,7 @@ import csv
 import io
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -22,7 +23,9 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
+from equissl.augment.crop import CropSpec
 from equissl.data import place_on_device
+from equissl.data.stream import ShardStream, StreamLoader
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
@@ -101,15 +104,34 @@ def lr_factor(cfg: DictConfig, steps_per_epoch: int):
     )
 
 
+class StreamSource(NamedTuple):
+    """A streamed training set: the shard folder, the host crops each sample gives (the
+    method's `use_host_crops`), the DataLoader workers and the channels of the crops."""
+
+    folder: Path
+    specs: list[CropSpec]
+    workers: int
+    channels: int
+
+
 class PretrainModule(L.LightningModule):
+    """Pretraining on the resident uint8 `images` and `labels`, or, with `stream`, on batches of
+    host crops read from shards (`images` and `labels` None)."""
+
     def __init__(
-        self, cfg: DictConfig, method: Method, images: torch.Tensor, labels: torch.Tensor
+        self,
+        cfg: DictConfig,
+        method: Method,
+        images: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        stream: StreamSource | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.method = method
         self.images = images  # uint8 (N, C, H, W); not a buffer: never saved in checkpoints
         self.labels = labels
+        self.stream, self._stream_set = stream, None
         self.nonfinite = torch.zeros((), dtype=torch.bool)
         self._order: torch.Tensor | None = None  # batch rows of the epoch, on the images' device
         self._label_order: torch.Tensor | None = None  # the same, on the labels' device
@@ -122,7 +144,25 @@ class PretrainModule(L.LightningModule):
         return self.cfg.optim.batch_size // self.trainer.world_size
 
     def steps_per_epoch(self) -> int:
+        if self.stream is not None:
+            return len(self.stream_set())
         return self.images.shape[0] // self.cfg.optim.batch_size
+
+    def stream_set(self) -> ShardStream:
+        """This process's shard stream (rank and world known once the Trainer is attached)."""
+        if self._stream_set is None:
+            s = self.stream
+            self._stream_set = ShardStream(
+                s.folder,
+                s.specs,
+                batch_size=self.local_batch_size(),
+                seed=self.cfg.seed,
+                rank=self.trainer.global_rank,
+                world=self.trainer.world_size,
+                slots=s.workers,
+                channels=s.channels,
+            )
+        return self._stream_set
 
     def on_fit_start(self) -> None:
         world = self.trainer.world_size
@@ -132,8 +172,9 @@ class PretrainModule(L.LightningModule):
                 f"{world} processes; use a multiple of {world}"
             )
         device = self.device
-        self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
-        self.labels = self.labels.to(device)
+        if self.stream is None:
+            self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
+            self.labels = self.labels.to(device)
         self.nonfinite = self.nonfinite.to(device)
         prepare_method(self.method, self.cfg, device)
 
@@ -144,7 +185,8 @@ class PretrainModule(L.LightningModule):
         uncompile_backbone(self.method.backbone)
 
     def on_train_epoch_start(self) -> None:
-        self._draw_order()
+        if self.stream is None:
+            self._draw_order()
         self._epoch_sums, self._epoch_steps = {}, 0
 
     def _draw_order(self) -> None:
@@ -163,10 +205,13 @@ class PretrainModule(L.LightningModule):
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if self._order is None or self._order_epoch != self.current_epoch:
-            self._draw_order()  # resumed mid-epoch: the epoch start hook did not run
-        images = self.images[self._order[batch_idx]].to(self.device, non_blocking=True)
-        labels = self.labels[self._label_order[batch_idx]]
+        if self.stream is not None:  # a dict of host crops, labels and indices (ShardStream)
+            images, labels = batch["crops"], batch["labels"]
+        else:
+            if self._order is None or self._order_epoch != self.current_epoch:
+                self._draw_order()  # resumed mid-epoch: the epoch start hook did not run
+            images = self.images[self._order[batch_idx]].to(self.device, non_blocking=True)
+            labels = self.labels[self._label_order[batch_idx]]
         loss, metrics = self.method.loss(images, labels, self.step_generator())
         self.nonfinite = self.nonfinite | ~torch.isfinite(loss.detach())
         # Epoch means accumulate on the device (logged once, at the epoch end); step values go
@@ -180,13 +225,13 @@ class PretrainModule(L.LightningModule):
         if self._writes_step_metrics():
             # Filled on the device: a tensor made on the host would be copied over (a sync).
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-            metrics["lr"] = torch.full((), lr, device=images.device)
+            metrics["lr"] = torch.full((), lr, device=labels.device)
             self.log_dict(
                 {f"train/{k}": v for k, v in metrics.items()},
                 on_step=True,
                 on_epoch=False,
                 prog_bar=False,
-                batch_size=images.shape[0],
+                batch_size=labels.shape[0],
             )
         return loss
 
@@ -245,7 +290,11 @@ class PretrainModule(L.LightningModule):
         # Batches are rows of the device-resident permutation; the loader only counts steps.
         # After a mid-epoch checkpoint, the first epoch continues at the step it stopped.
         steps = self.steps_per_epoch()
-        return EpochSteps(steps, start=self.trainer.global_step % steps)
+        start = self.trainer.global_step % steps
+        if self.stream is not None:
+            epoch = lambda: self.current_epoch  # noqa: E731
+            return StreamLoader(self.stream_set(), self.stream.workers, epoch, start)
+        return EpochSteps(steps, start=start)
 
 
 class EpochSteps:

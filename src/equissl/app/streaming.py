@@ -21,6 +21,7 @@ from equissl.data.sources import source_path
 from equissl.data.stream import stream_stats
 from equissl.errors import ConfigError, DataError
 from equissl.methods import Method, build_method
+from equissl.warn import warn
 
 RAM_FRACTION = 0.5  # auto streams a set whose decoded size is above this part of free memory
 GB = 1 << 30
@@ -100,7 +101,7 @@ def stream_source(cfg: DictConfig, say: Callable[[str], None] = print) -> Path |
     else:
         why = "a shard folder" if shards else "asked"
     if d.limit is not None:
-        raise ConfigError("data.limit does not apply to a streamed set; unset it or data.stream")
+        warn(f"data.limit={d.limit} does not apply to a streamed set: every shard is read")
     folder = path if shards else shard_cache(path, d.cache_dir)
     if not shards:
         prepare_shards(path, folder)

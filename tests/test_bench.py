@@ -160,7 +160,7 @@ def test_a_training_step_makes_no_host_sync(presets, overrides):
     assert all(v.device.type == "meta" for v in metrics.values())  # logged without a sync
 
 
-def test_the_lightning_training_step_makes_no_host_sync():
+def test_the_lightning_training_step_makes_no_host_sync(monkeypatch):
     """PretrainModule.training_step around the method: the gather from the resident set and the
     epoch sums (on a step whose values Lightning does not write)."""
     cfg, method = _method(["esimclr"], device="meta")
@@ -168,16 +168,16 @@ def test_the_lightning_training_step_makes_no_host_sync():
     module = PretrainModule(cfg, method, images, torch.empty(64, dtype=torch.long)).to("meta")
     module.images, module.labels = images.to("meta"), module.labels.to("meta")
     module.nonfinite = module.nonfinite.to("meta")
-    module._order = module._label_order = torch.empty(4, 16, dtype=torch.long, device="meta")
-    module._order_epoch = 0
+    rows = torch.empty(16, dtype=torch.long, device="meta")
     connector = SimpleNamespace(should_update_logs=False)
     module._trainer = SimpleNamespace(
         _logger_connector=connector, global_step=0, global_rank=0, current_epoch=0
     )
-    module.step_generator = lambda: torch.Generator().manual_seed(0)  # no meta generator
-    module.training_step(None, 0)
+    no_meta_generator = lambda *args: torch.Generator().manual_seed(0)  # noqa: E731
+    monkeypatch.setattr("equissl.step.step_generator", no_meta_generator)
+    module.training_step(rows, 0)
     with host_syncs_fail():
-        module.training_step(None, 1).backward()
+        module.training_step(rows, 1).backward()
     assert module._epoch_steps == 2 and module._epoch_sums["loss"].device.type == "meta"
 
 

@@ -27,7 +27,7 @@ def _read_epoch(folder: str, rank: int, world: int) -> list[list[int]]:
     dataset = ShardStream(
         folder, [CropSpec(8)], batch_size=3, seed=7, rank=dist.get_rank(), world=world, slots=1
     )
-    loader = StreamLoader(dataset, workers=1, epoch=lambda: 2)
+    loader = StreamLoader(dataset, workers=1, position=lambda: (2, 0))
     mine = [int(i) for batch in loader for i in batch["index"]]
     everyone: list = [None] * world
     dist.all_gather_object(everyone, mine)

@@ -123,9 +123,10 @@ def test_processes_split_each_epoch_permutation_without_overlap():
     orders = []
     for rank in range(2):
         module = PretrainModule(cfg, torch.nn.Linear(1, 1), images, torch.zeros(37))
-        module._trainer = SimpleNamespace(world_size=2, global_rank=rank, current_epoch=1)
-        module.on_train_epoch_start()
-        orders.append(module._order)
+        module._trainer = SimpleNamespace(world_size=2, global_rank=rank, global_step=4)
+        orders.append(torch.stack(list(module.train_dataloader())))  # epoch 1: steps 4 to 7
+        module._trainer.global_step = 6  # resumed before step 6: the rest of epoch 1
+        assert torch.equal(torch.stack(list(module.train_dataloader())), orders[-1][2:])
     assert orders[0].shape == orders[1].shape == (37 // 8, 4)  # 4 steps of 4 images per process
     seen = torch.cat([o.flatten() for o in orders])
     assert seen.unique().numel() == seen.numel() == 32  # disjoint, 32 of the 37 images

@@ -119,7 +119,7 @@ def test_a_corrupt_image_inside_a_shard_stops_streaming_with_one_line(tmp_path, 
 
 
 def _steps(dataset, workers, epoch=0, start=0):
-    loader = StreamLoader(dataset, workers, lambda: epoch, start)
+    loader = StreamLoader(dataset, workers, lambda: (epoch, start))
     return list(loader)
 
 

@@ -40,6 +40,7 @@ from equissl.data.load import NATIVE_SIZES
 from equissl.errors import UserError
 from equissl.methods import Method, build_method
 from equissl.reports.atomic import write_text_atomic
+from equissl.step import epoch_rows, step_generator, step_loss, update
 
 DEFAULT_SIZE = 32  # when `data.size` is 0 and the source has no fixed size (ImageFolder)
 POOL = 4  # resident images = POOL x batch, so the gather reads a set larger than one batch
@@ -186,26 +187,19 @@ def step_functions(
     images = torch.randint(0, 256, (POOL * n, channels, size, size), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, NUM_CLASSES, (POOL * n,), generator=g)
     images, labels = images.to(device), labels.to(device)
-    order = torch.randperm(POOL * n, generator=g).view(POOL, n).to(device)
+    rows = epoch_rows(POOL * n, n, seed=cfg.seed, epoch=0).to(device)
     autocast = functools.partial(autocast_for, cfg, device)
 
-    def generator(i: int) -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + i)
-
     def full_step(i: int) -> None:
-        index = order[i % POOL]
         with autocast():
-            loss, _ = method.loss(images[index], labels[index], generator(i))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            loss, _ = step_loss(method.loss, images, labels, rows[i % POOL], seed=cfg.seed, step=i)
+        update(loss, optimizer)
         method.after_step(i / total)
 
     def augment_only(i: int) -> None:
-        index = order[i % POOL]
-        method.make_views(images[index], generator(i))
+        method.make_views(images[rows[i % POOL]], step_generator(cfg.seed, i, device=device))
 
-    views = method.make_views(images[order[0]], generator(0))
+    views = method.make_views(images[rows[0]], step_generator(cfg.seed, 0, device=device))
     shapes = [v.shape for v in views.values() if v.dim() == 4]
     inputs = [method.normalize(torch.rand(s, device=device)) for s in shapes]
 

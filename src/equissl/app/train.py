@@ -1,8 +1,8 @@
 """The LightningModule of pretraining and the Trainer set-up.
 
-The uint8 training set stays on the device; a batch is a row of an epoch permutation drawn on
-the device, and every random draw of step s comes from a generator seeded by (seed, s, rank), so
-a resumed run repeats an uninterrupted one exactly.
+The uint8 training set stays on the device; a batch is a row of indices of the epoch's
+permutation, and the step is `equissl.step`'s, with its seed rule: a resumed run repeats an
+uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +32,7 @@ from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
 from equissl.optim import build_optimizer, constant, param_groups, schedule_factor
 from equissl.reports.atomic import write_text_atomic
-from equissl.seeds import hashed_seed
+from equissl.step import epoch_rows, step_generator, step_loss
 
 
 def to_channels_last(module: torch.nn.Module) -> None:
@@ -133,16 +134,10 @@ class PretrainModule(L.LightningModule):
         self.labels = labels
         self.stream, self._stream_set = stream, None
         self.nonfinite = torch.zeros((), dtype=torch.bool)
-        self._order: torch.Tensor | None = None  # batch rows of the epoch, on the images' device
-        self._label_order: torch.Tensor | None = None  # the same, on the labels' device
-        self._order_epoch = -1  # the epoch `_order` was drawn for
         self._epoch_sums: dict[str, torch.Tensor] = {}  # epoch metrics, summed on the device
         self._epoch_steps = 0
 
     # -- batches ---------------------------------------------------------------------------
-    def local_batch_size(self) -> int:
-        return self.cfg.optim.batch_size // self.trainer.world_size
-
     def steps_per_epoch(self) -> int:
         if self.stream is not None:
             return len(self.stream_set())
@@ -151,14 +146,14 @@ class PretrainModule(L.LightningModule):
     def stream_set(self) -> ShardStream:
         """This process's shard stream (rank and world known once the Trainer is attached)."""
         if self._stream_set is None:
-            s = self.stream
+            s, world = self.stream, self.trainer.world_size
             self._stream_set = ShardStream(
                 s.folder,
                 s.specs,
-                batch_size=self.local_batch_size(),
+                batch_size=self.cfg.optim.batch_size // world,
                 seed=self.cfg.seed,
                 rank=self.trainer.global_rank,
-                world=self.trainer.world_size,
+                world=world,
                 slots=s.workers,
                 channels=s.channels,
             )
@@ -174,7 +169,7 @@ class PretrainModule(L.LightningModule):
         device = self.device
         if self.stream is None:
             self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
-            self.labels = self.labels.to(device)
+            self.labels = self.labels.to(self.images.device)  # gathered with the images' rows
         self.nonfinite = self.nonfinite.to(device)
         prepare_method(self.method, self.cfg, device)
 
@@ -185,34 +180,47 @@ class PretrainModule(L.LightningModule):
         uncompile_backbone(self.method.backbone)
 
     def on_train_epoch_start(self) -> None:
-        if self.stream is None:
-            self._draw_order()
         self._epoch_sums, self._epoch_steps = {}, 0
 
-    def _draw_order(self) -> None:
-        """This process's batch rows of the current epoch's permutation."""
-        world, rank = self.trainer.world_size, self.trainer.global_rank
-        b, steps = self.local_batch_size(), self.steps_per_epoch()
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch)
-        perm = torch.randperm(self.images.shape[0], generator=g)[: steps * world * b]
-        self._order = perm.view(steps, world, b)[:, rank].to(self.images.device)
-        self._label_order = self._order.to(self.labels.device)
-        self._order_epoch = self.current_epoch
+    def epoch_rows(self) -> torch.Tensor:
+        """This process's batch rows of the epoch the next step belongs to, from that step on
+        (a run resumed mid-epoch continues where it stopped), on the images' device. The epoch
+        comes from the global step: after a resume Lightning's epoch counter can lag a step."""
+        epoch, start = divmod(self.global_step, self.steps_per_epoch())
+        rows = epoch_rows(
+            self.images.shape[0],
+            self.cfg.optim.batch_size,
+            seed=self.cfg.seed,
+            epoch=epoch,
+            world=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+        )
+        return rows[start:].to(self.images.device)
 
-    def step_generator(self) -> torch.Generator:
-        seed = hashed_seed(f"{self.cfg.seed}:{self.global_step}:{self.trainer.global_rank}")
-        return torch.Generator(device=self.device).manual_seed(seed)
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        if self.stream is not None:  # host crops, labels and indices (ShardStream)
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return batch  # the rows already live with the images (on the CPU when not resident)
 
     # -- training --------------------------------------------------------------------------
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if self.stream is not None:  # a dict of host crops, labels and indices (ShardStream)
-            images, labels = batch["crops"], batch["labels"]
+    def training_step(self, rows, batch_idx: int) -> torch.Tensor:
+        if self.stream is not None:  # rows: a batch dict of host crops (ShardStream)
+            generator = step_generator(
+                self.cfg.seed, self.global_step, self.trainer.global_rank, self.device
+            )
+            loss, metrics = self.method.loss(rows["crops"], rows["labels"], generator)
+            rows = rows["labels"]
         else:
-            if self._order is None or self._order_epoch != self.current_epoch:
-                self._draw_order()  # resumed mid-epoch: the epoch start hook did not run
-            images = self.images[self._order[batch_idx]].to(self.device, non_blocking=True)
-            labels = self.labels[self._label_order[batch_idx]]
-        loss, metrics = self.method.loss(images, labels, self.step_generator())
+            loss, metrics = step_loss(
+                self.method.loss,
+                self.images,
+                self.labels,
+                rows,
+                seed=self.cfg.seed,
+                step=self.global_step,
+                rank=self.trainer.global_rank,
+                device=self.device,
+            )
         self.nonfinite = self.nonfinite | ~torch.isfinite(loss.detach())
         # Epoch means accumulate on the device (logged once, at the epoch end); step values go
         # through Lightning's logging, whose per-call cost is host time, only on the steps it
@@ -225,13 +233,13 @@ class PretrainModule(L.LightningModule):
         if self._writes_step_metrics():
             # Filled on the device: a tensor made on the host would be copied over (a sync).
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-            metrics["lr"] = torch.full((), lr, device=labels.device)
+            metrics["lr"] = torch.full((), lr, device=self.device)
             self.log_dict(
                 {f"train/{k}": v for k, v in metrics.items()},
                 on_step=True,
                 on_epoch=False,
                 prog_bar=False,
-                batch_size=labels.shape[0],
+                batch_size=rows.shape[0],
             )
         return loss
 
@@ -287,29 +295,25 @@ class PretrainModule(L.LightningModule):
         }
 
     def train_dataloader(self):
-        # Batches are rows of the device-resident permutation; the loader only counts steps.
-        # After a mid-epoch checkpoint, the first epoch continues at the step it stopped.
-        steps = self.steps_per_epoch()
-        start = self.trainer.global_step % steps
-        if self.stream is not None:
-            epoch = lambda: self.current_epoch  # noqa: E731
-            return StreamLoader(self.stream_set(), self.stream.workers, epoch, start)
-        return EpochSteps(steps, start=start)
+        if self.stream is not None:  # a batch: host crops of the epoch's next step
+            position = lambda: divmod(self.global_step, self.steps_per_epoch())  # noqa: E731
+            return StreamLoader(self.stream_set(), self.stream.workers, position)
+        # A batch is a row of the epoch's permutation: the indices of its images.
+        return EpochRows(self.epoch_rows, self.steps_per_epoch())
 
 
-class EpochSteps:
-    """The step positions of an epoch, `len` of them; the first pass starts at `start` (a run
-    resumed mid-epoch), every later pass at 0."""
+class EpochRows:
+    """The batches of an epoch, `len` of them: the rows `draw()` gives when a pass starts (all
+    of the epoch's, or the rest of them in a run resumed mid-epoch)."""
 
-    def __init__(self, steps: int, start: int = 0) -> None:
-        self.steps, self.start = steps, start
+    def __init__(self, draw: Callable[[], torch.Tensor], steps: int) -> None:
+        self.draw, self.steps = draw, steps
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self):
-        start, self.start = self.start, 0
-        return iter(range(start, self.steps))
+        return iter(self.draw())
 
     # Resumable in Lightning's sense: the start comes from the restored global step, so the
     # checkpoint needs no state of the loader's own.

@@ -188,24 +188,19 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 class StreamLoader:
     """The steps of `dataset` for each epoch, read by `workers` DataLoader processes (0: this
-    process), `len` of them; `epoch()` says which epoch an iteration is; the first iteration
-    starts at step `start` (a run resumed mid-epoch), every later one at 0."""
+    process), `len` of them; `position()` says, as a pass starts, which epoch it is and the step
+    it starts at (0, or where a run resumed mid-epoch stopped)."""
 
     def __init__(
-        self,
-        dataset: ShardStream,
-        workers: int,
-        epoch: Callable[[], int],
-        start: int = 0,
+        self, dataset: ShardStream, workers: int, position: Callable[[], tuple[int, int]]
     ) -> None:
-        self.dataset, self.workers, self.epoch, self.start = dataset, workers, epoch, start
+        self.dataset, self.workers, self.position = dataset, workers, position
 
     def __len__(self) -> int:
         return self.dataset.steps
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.dataset.epoch, self.dataset.start = self.epoch(), self.start
-        self.start = 0
+        self.dataset.epoch, self.dataset.start = self.position()
         if self.workers > 0:
             batches = iter(
                 torch.utils.data.DataLoader(

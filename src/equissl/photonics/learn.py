@@ -1,7 +1,8 @@
 """DOS regression: the encoder, SimCLR / E-SimCLR pretraining, fine-tuning and the metric.
 
-Plain PyTorch loops, batched on one device: the whole dataset is a tensor there, a step gathers
-a batch by index and augments it with the batched operations of `photonics.augment`.
+Plain PyTorch loops, batched on one device: the whole dataset is a tensor there, a step (the
+step and seed rule of `equissl.step`) gathers a batch by index and augments it with the batched
+operations of `photonics.augment`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from equissl.errors import NonFiniteLossError
 from equissl.models import build_backbone, projector, transformation_head
 from equissl.objectives import nt_xent, prediction_loss
 from equissl.photonics.augment import equivariance_transform, invariance_augment, normalise
+from equissl.step import epoch_permutation, epoch_rows, step_loss, update
 
 Log = Callable[[str], None]
 ARCHS = ("cnn", "resnet18")
@@ -182,30 +184,31 @@ def pretrain(
     opt, sched = _optimizer(
         params, settings.pretrain_lr, settings.weight_decay, steps * settings.pretrain_epochs
     )
-    generator = torch.Generator(device=device).manual_seed(settings.seed)
     augment = invariance_augment(family, size)
+
+    def pair_loss(x: Tensor, _: None, generator: torch.Generator) -> tuple[Tensor, dict]:
+        views = [augment(x, generator), augment(x, generator)]
+        if eq is not None:
+            labels = eq.sample(batch, generator, device)
+            views.append(eq.apply(views[0], labels))
+        h = encoder(torch.cat(views)).split(batch)
+        loss = nt_xent(proj(h[0]), proj(h[1]), settings.temperature)
+        acc = torch.zeros((), device=device)
+        if eq is not None:
+            feats = h[2] - h[0] if relative else h[2]
+            ce, acc = prediction_loss(head(feats), labels)
+            loss = loss + settings.eq_weight * ce
+        return loss, {"transform_acc": acc}
+
     stats: dict = {}
     for epoch in range(settings.pretrain_epochs):
         totals = torch.zeros(2, device=device)
-        perm = torch.randperm(x_all.shape[0], generator=generator, device=device)
-        for idx in perm[: steps * batch].view(steps, batch):
-            x = x_all[idx]
-            views = [augment(x, generator), augment(x, generator)]
-            if eq is not None:
-                labels = eq.sample(batch, generator, device)
-                views.append(eq.apply(views[0], labels))
-            h = encoder(torch.cat(views)).split(batch)
-            loss = nt_xent(proj(h[0]), proj(h[1]), settings.temperature)
-            acc = torch.zeros((), device=device)
-            if eq is not None:
-                feats = h[2] - h[0] if relative else h[2]
-                ce, acc = prediction_loss(head(feats), labels)
-                loss = loss + settings.eq_weight * ce
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            totals += torch.stack([loss.detach(), acc])
+        rows = epoch_rows(x_all.shape[0], batch, seed=settings.seed, epoch=epoch).to(device)
+        for i, idx in enumerate(rows):
+            step = epoch * steps + i
+            loss, metrics = step_loss(pair_loss, x_all, None, idx, seed=settings.seed, step=step)
+            update(loss, opt, sched)
+            totals += torch.stack([loss.detach(), metrics["transform_acc"]])
         mean_loss, mean_acc = (totals / steps).tolist()
         _check_finite(torch.tensor(mean_loss), f"{method} pretraining")
         stats = {"loss": mean_loss, "transform_acc": mean_acc if eq is not None else None}
@@ -275,24 +278,24 @@ def finetune(
         settings.weight_decay,
         steps * settings.finetune_epochs,
     )
-    generator = torch.Generator(device=device).manual_seed(seed)
     augment = invariance_augment(family, train.cells.shape[-1])
+
+    def regression_loss(x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, dict]:
+        if settings.finetune_augment:
+            x = augment(x, generator)
+        return F.mse_loss(model(x), y), {}
 
     best = (math.inf, -1, None)
     curve = []
     for epoch in range(settings.finetune_epochs):
-        perm = torch.randperm(n, generator=generator, device=device)
-        for idx in perm.split(batch):
+        # Every sample, the last batch short (a pretraining epoch drops the remainder).
+        perm = epoch_permutation(n, seed=seed, epoch=epoch).to(device)
+        for i, idx in enumerate(perm.split(batch)):
             if idx.numel() < 2:  # batch norm needs two samples
                 continue
-            x = x_train[idx]
-            if settings.finetune_augment:
-                x = augment(x, generator)
-            loss = F.mse_loss(model(x), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            step = epoch * steps + i
+            loss, _ = step_loss(regression_loss, x_train, y_train, idx, seed=seed, step=step)
+            update(loss, opt, sched)
         _check_finite(loss.detach(), "fine-tuning")
         val_pred = predict(model, x_val) * scale + mean
         val_error = float(relative_l1(val_pred, y_val, empty, settings.skip).mean())

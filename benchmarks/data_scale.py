@@ -6,7 +6,7 @@ throughput of streaming against the resident set on the same data.
    the git-ignored .cache/data-scale/, then written as shards (`equissl data prepare`), timed.
 2. Peak memory: E-SimCLR pretraining streamed from each set for a few steps (and resident on
    the two smaller ones, for contrast), in a child process whose process tree (the trainer and
-   its DataLoader workers) is sampled for the sum of resident memory (VmRSS) every 50 ms.
+   its DataLoader workers) is sampled for its proportional set size (PSS) every 100 ms.
 3. Throughput: resident (data.stream=false) and streamed (data.stream=true) runs alternate,
    `--repeats` times each, on the same shard folder: the real CIFAR-10 JPEGs at 32 px and the
    10k synthetic set at 96 px; images/s over the steps after `--warmup`, median and spread.
@@ -121,14 +121,15 @@ def child(spec: dict) -> None:
     print("TIMES " + json.dumps(times), flush=True)
 
 
-def _tree_rss(pid: int) -> int:
-    """Sum of VmRSS (bytes) of `pid` and its descendants."""
+def _tree_pss(pid: int) -> int:
+    """Proportional set size (bytes) of `pid` and its descendants: their resident memory, each
+    page shared by k of them (the forked workers share the trainer's) counted 1/k in each."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1]) * 1024
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
@@ -153,8 +154,8 @@ def run(presets: list[str], overrides: list[str], steps: int, warmup: int, batch
 
     def poll() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(process.pid))
-            time.sleep(0.05)
+            peak[0] = max(peak[0], _tree_pss(process.pid))
+            time.sleep(0.1)
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
@@ -177,7 +178,8 @@ def run(presets: list[str], overrides: list[str], steps: int, warmup: int, batch
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--workers", type=int, default=1, help="data.workers of the streamed runs")
+    p.add_argument("--workers", type=int, default=1, help="data.workers of the throughput runs")
+    p.add_argument("--memory-workers", type=int, default=2, help="data.workers, memory runs")
     p.add_argument("--threads", type=int, default=2, help="trainer.threads of every run")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=8)
@@ -203,43 +205,47 @@ def main() -> None:
     prepare_s["cifar10"] = prepare(CIFAR, cifar)
     print(f"generated in {generate_s:.0f} s; prepared {prepare_s}", flush=True)
 
-    # Peak memory as the set grows (batch 64, 96 px, width 8, two workers for the stream).
+    # Peak memory as the set grows (batch 32, 96 px, ImageNet stem, width 8).
     memory = []
-    small = ["backbone.width=8", "optim.batch_size=64", "data.size=96", threads]
+    small = ["backbone.width=8", "backbone.stem=imagenet", "optim.batch_size=32", "data.size=96"]
+    small.append(threads)
     for n in SIZES:
         for mode in ("stream", "resident"):
             if mode == "resident" and n == max(SIZES):
                 continue  # 4.4 GB decoded and a minute of decoding: the contrast is clear below
-            extra = stream if mode == "stream" else ["data.stream=false"]
+            how = ["data.stream=true", f"data.workers={args.memory_workers}"]
+            extra = how if mode == "stream" else ["data.stream=false"]
             over = [*COMMON, *small, f"data.path={shards[n]}", *extra, f"out_dir={CACHE / 'runs'}"]
-            r = run(["esimclr"], [*over, f"name=mem-{mode}-{n}"], args.steps, args.warmup, 64)
+            r = run(["esimclr"], [*over, f"name=mem-{mode}-{n}"], args.steps, args.warmup, 32)
             memory.append({"images": n, "mode": mode, **r})
             print(memory[-1], flush=True)
 
     # Throughput, resident and streamed alternating on the same shards.
     cases = {
-        "CIFAR-10 (real JPEGs), 32 px, ResNet-18 width 16, batch 256": (
+        "CIFAR-10 (real JPEGs), 32 px, ResNet-18 width 8, batch 128": (
             cifar,
-            ["data.size=32", "backbone.width=16", "optim.batch_size=256"],
-            256,
+            ["data.size=32", "backbone.width=8", "optim.batch_size=128"],
+            128,
         ),
-        "synthetic 10k, 96 px, ResNet-18 width 16, batch 64": (
+        "synthetic 10k, 96 px, ResNet-18 (ImageNet stem) width 8, batch 32": (
             shards[10_000],
-            ["data.size=96", "backbone.width=16", "optim.batch_size=64"],
-            64,
+            ["data.size=96", "backbone.width=8", "backbone.stem=imagenet", "optim.batch_size=32"],
+            32,
         ),
     }
+    from equissl.data.shards import read_shards
+
+    read_shards(cifar, size=32)  # the resident runs' decode cache, filled before timing
     speed = []
     for label, (folder, extra, batch) in cases.items():
         rates: dict[str, list[float]] = {"resident": [], "stream": []}
-        for r in range(args.repeats + 1):  # the first pair warms the decode cache: not counted
-            for mode in ("resident", "stream"):
+        for r in range(args.repeats):  # alternating, the order swapped every repeat
+            for mode in ("resident", "stream") if r % 2 == 0 else ("stream", "resident"):
                 how = stream if mode == "stream" else ["data.stream=false"]
                 over = [*COMMON, *extra, threads, f"data.path={folder}", *how]
                 over += [f"out_dir={CACHE / 'runs'}", f"name=speed-{mode}-{len(speed)}-{r}"]
                 result = run(["esimclr"], over, args.steps, args.warmup, batch)
-                if r > 0:
-                    rates[mode].append(result["images_per_s"])
+                rates[mode].append(result["images_per_s"])
                 print(label, mode, r, result, flush=True)
         speed.append({"case": label, **rates})
     write(args, memory, speed, prepare_s, generate_s, time.perf_counter() - started, commit())
@@ -260,8 +266,8 @@ def write(args, memory, speed, prepare_s, generate_s, total_s, rev) -> None:
         "# Data at scale: streaming from shards against the resident set",
         "",
         f"Measured {date} at commit {rev} on {platform.machine()} with {os.cpu_count()} CPU "
-        f"cores and no GPU (torch threads {args.threads}; streamed runs: data.workers="
-        f"{args.workers}), by",
+        f"cores and no GPU, shared with other jobs (torch threads {args.threads}; streamed "
+        f"runs: data.workers={args.memory_workers} for memory, {args.workers} for throughput), by",
         "",
         f"    {command.strip()}",
         "",
@@ -269,11 +275,12 @@ def write(args, memory, speed, prepare_s, generate_s, total_s, rev) -> None:
         f"{generate_s:.0f} s). Every run is a fresh process: E-SimCLR (two views and the "
         f"rotation crops), {args.steps} steps, rates over the last {args.steps - args.warmup}.",
         "",
-        "## Peak memory as the set grows (96 px crops, ResNet-18 width 8, batch 64)",
+        "## Peak memory as the set grows (96 px crops, ResNet-18 (ImageNet stem) width 8, batch 32)",
         "",
-        "Peak resident memory is the largest sum of VmRSS over the training process and its "
-        "DataLoader workers, sampled every 50 ms (pages the workers share with the trainer are "
-        "counted in each). Shards: `equissl data prepare` of each folder (1000 images a shard).",
+        "Peak memory is the largest proportional set size (PSS: resident memory, a page shared "
+        "by k processes counted 1/k in each) of the training process and its DataLoader "
+        "workers together, sampled every 100 ms. Shards: `equissl data prepare` of each folder "
+        "(1000 images a shard, every image decoded once as a check, one process per core).",
         "",
         "| training images | mode | peak memory (GB) | images/s | run (s) | prepare (s) |",
         "|---:|---|---:|---:|---:|---:|",

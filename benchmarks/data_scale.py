@@ -182,8 +182,8 @@ def main() -> None:
     p.add_argument("--memory-workers", type=int, default=2, help="data.workers, memory runs")
     p.add_argument("--threads", type=int, default=2, help="trainer.threads of every run")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", default="docs/results/data-scale", help="stem of the .md and .csv")
     args = p.parse_args()
     if args.child:
@@ -222,10 +222,10 @@ def main() -> None:
 
     # Throughput, resident and streamed alternating on the same shards.
     cases = {
-        "CIFAR-10 (real JPEGs), 32 px, ResNet-18 width 8, batch 128": (
+        "CIFAR-10 (real JPEGs), 32 px, ResNet-18 width 8, batch 64": (
             cifar,
-            ["data.size=32", "backbone.width=8", "optim.batch_size=128"],
-            128,
+            ["data.size=32", "backbone.width=8", "optim.batch_size=64"],
+            64,
         ),
         "synthetic 10k, 96 px, ResNet-18 (ImageNet stem) width 8, batch 32": (
             shards[10_000],

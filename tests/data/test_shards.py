@@ -70,7 +70,8 @@ def test_a_corrupt_source_image_stops_prepare_with_one_line_and_no_manifest(tmp_
     src = image_folder(tmp_path / "src")
     (src / "c1" / "3.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path / "shards"
-    assert main(["data", "prepare", f"src={src}", f"out={out}", "workers=1"]) == 2
+    argv = ["data", "prepare", f"src={src}", f"out={out}", "workers=2", "shard_size=4"]
+    assert main(argv) == 2  # in a pool of 2 processes: the others stop too
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot decode image" in err[0] and "c1/3.jpg" in err[0], err
     assert not (out / "manifest.json").exists()
@@ -82,15 +83,38 @@ def _shards(tmp_path, **kw):
     return tmp_path / "shards"
 
 
-def test_a_truncated_shard_or_manifest_is_one_data_error(tmp_path):
+def _pretrain(shards, tmp_path, *extra):
+    """A streamed smoke pretraining on `shards` through the CLI: its exit status."""
+    return main(
+        [
+            "pretrain", "simclr", "smoke", "data.name=imagefolder", f"data.path={shards}",
+            "data.workers=1", "data.limit=null", "optim.batch_size=1", "eval.at_end=false",
+            f"out_dir={tmp_path}", "name=run", *extra,
+        ]
+    )  # fmt: skip
+
+
+def _one_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("equissl: error: "), err
+    return err[0]
+
+
+def test_a_truncated_shard_or_manifest_is_one_line_and_exit_2(tmp_path, capsys):
     shards = _shards(tmp_path)
-    shard = shards / "train-000001.tar"
-    shard.write_bytes(shard.read_bytes()[:700])
+    for shard in read_manifest(shards)["train"]["shards"]:  # whichever is read first
+        path = shards / shard["file"]
+        path.write_bytes(path.read_bytes()[:700])
     with pytest.raises(DataError, match=r"train-000001.tar is truncated or corrupt"):
-        shard_samples(shard, 4)
+        shard_samples(shards / "train-000001.tar", 4)
+    for stream in ("true", "false"):  # streamed, and decoded into memory
+        assert _pretrain(shards, tmp_path, f"data.stream={stream}") == 2
+        assert "is truncated or corrupt" in _one_error(capsys)
     (shards / "manifest.json").write_text('{"format": "equissl-shards", "train": ')
     with pytest.raises(DataError, match=r"manifest.json is truncated or corrupt"):
         read_manifest(shards)
+    assert _pretrain(shards, tmp_path) == 2
+    assert "manifest.json is truncated or corrupt" in _one_error(capsys)
 
 
 def test_a_corrupt_image_inside_a_shard_stops_streaming_with_one_line(tmp_path, capsys):
@@ -108,14 +132,8 @@ def test_a_corrupt_image_inside_a_shard_stops_streaming_with_one_line(tmp_path, 
         {"file": s["file"], "count": 1} for s in manifest["train"]["shards"]
     ]
     (shards / "manifest.json").write_text(json.dumps(manifest))
-    argv = [
-        "pretrain", "simclr", "smoke", "data.name=imagefolder", f"data.path={shards}",
-        "data.workers=1", "data.limit=null", "optim.batch_size=1", "eval.at_end=false", f"out_dir={tmp_path}",
-        "name=run",
-    ]  # fmt: skip
-    assert main(argv) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and err[0].startswith("equissl: error: cannot decode image"), err
+    assert _pretrain(shards, tmp_path) == 2
+    assert _one_error(capsys).startswith("equissl: error: cannot decode image")
 
 
 def _steps(dataset, workers, epoch=0, start=0):

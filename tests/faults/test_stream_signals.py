@@ -14,8 +14,8 @@ from equissl.app.cli import main
 from equissl.data.shards import prepare_shards
 from jpeg_folders import image_folder
 
-# 96 training images in 12 shards of 8, two workers: 12 steps of 8 an epoch, 4 epochs.
-STREAM = ["data.limit=null", "data.workers=2", "optim.batch_size=8", "optim.epochs=4"]
+# 96 training images in 12 shards of 8, two workers: 12 steps of 8 an epoch, 6 epochs.
+STREAM = ["data.limit=null", "data.workers=2", "optim.batch_size=8", "optim.epochs=6"]
 
 
 def _command(tmp, shards, name):
@@ -44,7 +44,7 @@ def test_a_signalled_streamed_run_continues_exactly(signum, streamed, tmp_path):
     assert process.returncode == (-9 if signum == signal.SIGKILL else 143), err
     assert not (run / "results.json").exists()
     assert main(_command(tmp_path, shards, "cut")) == 0
-    assert sorted(losses) == list(range(48))
+    assert sorted(losses) == list(range(72))
     assert step_losses(run) == losses  # every step, bit for bit
     again = json.loads((run / "results.json").read_text())
     assert again["resumed"] is True

@@ -131,20 +131,30 @@ def prepare_shards(
         manifest[part] = {"count": len(samples), "shards": shards}
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # written again last: a partial folder has none
+    _remove_temps(out)  # what a killed run was writing
     workers = min(workers if workers > 0 else _cores(), len(tasks))
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("fork")  # workers need only numpy and Pillow
-        with context.Pool(workers, initializer=imagefolder._open, initargs=(source,)) as pool:
-            list(pool.imap_unordered(_write_shard, tasks))
-    else:
-        imagefolder._open(source)
-        try:
-            for task in tasks:
-                _write_shard(task)
-        finally:
-            imagefolder._close()
+    try:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("fork")  # workers need only numpy and Pillow
+            with context.Pool(workers, initializer=imagefolder._open, initargs=(source,)) as pool:
+                list(pool.imap_unordered(_write_shard, tasks))
+        else:
+            imagefolder._open(source)
+            try:
+                for task in tasks:
+                    _write_shard(task)
+            finally:
+                imagefolder._close()
+    except BaseException:
+        _remove_temps(out)  # the shards the stopped pool's workers were writing
+        raise
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
+
+
+def _remove_temps(out: Path) -> None:
+    for path in out.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

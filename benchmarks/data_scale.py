@@ -185,6 +185,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", default="docs/results/data-scale", help="stem of the .md and .csv")
+    p.add_argument("--only", choices=("all", "memory", "throughput"), default="all")
     args = p.parse_args()
     if args.child:
         child(json.loads(args.child))
@@ -209,7 +210,7 @@ def main() -> None:
     memory = []
     small = ["backbone.width=8", "backbone.stem=imagenet", "optim.batch_size=32", "data.size=96"]
     small.append(threads)
-    for n in SIZES:
+    for n in SIZES if args.only != "throughput" else ():
         for mode in ("stream", "resident"):
             if mode == "resident" and n == max(SIZES):
                 continue  # 4.4 GB decoded and a minute of decoding: the contrast is clear below
@@ -237,7 +238,7 @@ def main() -> None:
 
     read_shards(cifar, size=32)  # the resident runs' decode cache, filled before timing
     speed = []
-    for label, (folder, extra, batch) in cases.items():
+    for label, (folder, extra, batch) in cases.items() if args.only != "memory" else ():
         rates: dict[str, list[float]] = {"resident": [], "stream": []}
         for r in range(args.repeats):  # alternating, the order swapped every repeat
             for mode in ("resident", "stream") if r % 2 == 0 else ("stream", "resident"):

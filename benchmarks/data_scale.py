@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -194,6 +195,7 @@ def main() -> None:
     from equissl.app.bench import commit
 
     started = time.perf_counter()
+    shutil.rmtree(CACHE / "runs", ignore_errors=True)  # every run starts afresh
     threads = f"trainer.threads={args.threads}"
     stream = ["data.stream=true", f"data.workers={args.workers}"]
     os.environ["EQUISSL_CACHE"] = str(CACHE / "decoded")

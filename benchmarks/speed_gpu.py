@@ -239,19 +239,39 @@ def markdown(summary: dict) -> str:
 
 
 # -- set-up on the machine with the data ------------------------------------------------------
+# Pure-Python dependencies a bare GPU image may lack (OmegaConf and its parser runtime; the
+# streaming reader's webdataset and braceexpand), copied when installed here.
+PURE_PYTHON = ("omegaconf", "antlr4", "webdataset", "braceexpand")
+
+
 def prepare(args) -> None:
-    """Copy the data and OmegaConf into git-ignored folders that the device tool carries."""
-    import omegaconf
+    """Copy the data and the pure-Python dependencies into git-ignored folders that the device
+    tool carries."""
+    import importlib
 
     data = ROOT / args.data
     data.parent.mkdir(parents=True, exist_ok=True)
     if not data.is_file() or data.stat().st_size != Path(args.source).stat().st_size:
         shutil.copyfile(args.source, data)
-    package = Path(omegaconf.__file__).parent
-    shutil.rmtree(SITE / "omegaconf", ignore_errors=True)
-    shutil.copytree(package, SITE / "omegaconf", ignore=shutil.ignore_patterns("__pycache__"))
+    copied = []
+    for name in PURE_PYTHON:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        source = Path(module.__file__)
+        shutil.rmtree(SITE / name, ignore_errors=True)
+        SITE.mkdir(parents=True, exist_ok=True)
+        if source.name == "__init__.py":
+            shutil.copytree(
+                source.parent, SITE / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copyfile(source, SITE / source.name)
+        copied.append(name)
     print(
-        f"copied {args.source} -> {data.relative_to(ROOT)} and OmegaConf -> {SITE.relative_to(ROOT)}"
+        f"copied {args.source} -> {data.relative_to(ROOT)} and {', '.join(copied)} -> "
+        f"{SITE.relative_to(ROOT)}"
     )
     print('device tool: carry ["data", ".cache/gpu-site"], command:')
     print(

@@ -36,6 +36,9 @@ def test_bench_measures_a_tiny_config():
     # the step does the bare backbone's work and the augmentation's, and more
     assert row["step_over_bare"] >= 0.5 and row["step_over_augment"] >= 0.5
     assert row["peak_memory_mib"] > 0 and row["memory_kind"]
+    assert row["bare_layout"] in ("contiguous", "channels_last") and row["bare_gflop"] > 0
+    assert row["bare_gflop_s"] == pytest.approx(row["bare_gflop"] / row["bare_ms"] * 1e3)
+    assert row["bare_of_peak"] == pytest.approx(row["bare_gflop_s"] / row["peak_gflop_s"])
     assert row["views"] == "32 x 8px, 64 x 4px"  # two SimCLR views, four rotations of crops
     assert row["method"] == "simclr+rotation:predict" and row["backbone"] == "resnet18-w2"
     table = bench_table([row])
@@ -277,3 +280,27 @@ def test_compile_trains_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
     state = torch.load(tmp_path / "compiled" / "last.ckpt", weights_only=False)["state_dict"]
     _, plain = _method(["simclr"])
     assert list(state) == [f"method.{k}" for k in plain.state_dict()]
+
+
+def test_pass_flops_counts_a_linear_layers_forward_and_backward():
+    from equissl.app.bench import pass_flops
+
+    layer = torch.nn.Linear(8, 4, bias=False)
+    x = torch.randn(16, 8, requires_grad=True)
+    # forward 2*16*8*4; backward: the input's and the weight's gradients, as much again each
+    assert pass_flops(lambda i: layer(x).sum().backward()) == 3 * 2 * 16 * 8 * 4
+
+
+def test_the_other_layout_copy_keeps_the_weights_and_leaves_the_backbone():
+    from equissl.app.bench import other_layout
+
+    _, method = _method(["simclr"])
+    copy, layout = other_layout(method.backbone, channels_last=True)
+    assert layout == torch.channels_last
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(
+        copy.eval()(x.contiguous(memory_format=layout)), method.backbone.eval()(x)
+    )
+    conv = next(p for p in copy.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.is_contiguous() for p in method.backbone.parameters())

@@ -63,8 +63,8 @@ CIFAR_RECIPE = {
     "eval.linear.augmented.train_augment": "simclr",
     "eval.linear.augmented.blur_p": 0.5,
     "eval.linear.augmented.blur_kernel": 3,
-    "eval.linear.augmented.test_resize": 0,
-    "eval.linear.augmented.test_crop": 0,
+    "eval.linear.augmented.test_resize": None,
+    "eval.linear.augmented.test_crop": None,
     "eval.linear.augmented.encoder_bn": "train",
 }
 ADAM = {

@@ -135,7 +135,7 @@ def test_cli_export_writes_weights_and_description(runs, tmp_path, capsys):
         "stem": "cifar",
         "width": 4,
         "group": "c4",
-        "fields": 0,
+        "fields": None,
         "downsample": "avg",
         "dropout": 0.0,
         "pool": "mean",

@@ -139,7 +139,7 @@ def test_barlow_twins_biases_and_norms_train_at_their_own_rate():
         factor = official_lr(step, base_lr=1.0, warmup_steps=100, max_steps=1000)
         assert got[0] == pytest.approx(0.2 * scale * factor, rel=1e-12, abs=1e-18)
         assert got[1] == pytest.approx(0.0048 * scale * factor, rel=1e-12, abs=1e-18)
-    _, _, before = _scheduled("imagenet-ebarlow_twins", [*tiny, "optim.bias_lr=0"], [555])
+    _, _, before = _scheduled("imagenet-ebarlow_twins", [*tiny, "optim.bias_lr=null"], [555])
     assert len(before[0]) == 2  # mutation check: one SSL group (and the classifier) as before
 
 

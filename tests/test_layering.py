@@ -70,6 +70,7 @@ LIBRARY = (
     "equissl.warn",
     "equissl.finite",
     "equissl.seeds",
+    "equissl.step",  # the one training step and its seed rule
     "equissl.chunks",
     "equissl.distributed",  # gathers with gradient, for the losses
     "equissl.optim",

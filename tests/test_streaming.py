@@ -73,7 +73,7 @@ def test_auto_keeps_a_small_folder_resident_and_streams_shards_or_a_large_set(
 
 
 SMOKE = [  # the ImageNet recipes at smoke scale: tiny crops, narrow heads, one short epoch
-    "data.name=imagefolder", "data.stream=true", "data.size=0", "data.limit=null",
+    "data.name=imagefolder", "data.stream=true", "data.size=null", "data.limit=null",
     "data.workers=1", "augment.size=16", "optim.batch_size=8", "backbone.width=4",
     "eval.linear.augmented.epochs=1", "eval.linear.augmented.batch_size=16",
     "eval.linear.augmented.test_resize=18", "eval.linear.augmented.test_crop=16",

@@ -157,6 +157,8 @@ def check_description(info: Any, source: str | Path) -> dict[str, Any]:
     if missing:
         raise _bad_json(source, f"'backbone' lacks {', '.join(missing)}")
     for key in ("width", "fields", "in_channels"):
+        if key == "fields" and arch[key] is None:  # null: width / sqrt|G| (files before: 0)
+            continue
         if not isinstance(arch[key], int) or isinstance(arch[key], bool):
             raise _bad_json(source, f"backbone.{key} must be an integer, got {arch[key]!r}")
     for key in ("mean", "std"):

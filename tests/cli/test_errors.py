@@ -71,10 +71,10 @@ from equissl.app.cli import main
         (["pretrain", "pretext", "method.equivariance.0.transform=rotation+spin"], "'spin'"),
         (
             ["pretrain", "pretext", "method.equivariance.0.role=ignore"],
-            "choose one of equivariance, invariance, off",
+            "choose one of equivariance, augment, none",
         ),
         (
-            ["pretrain", "pretext", "method.equivariance.0.role=invariance"],
+            ["pretrain", "pretext", "method.equivariance.0.role=augment"],
             "needs at least one method.equivariance term with role=equivariance",
         ),
         (
@@ -111,7 +111,7 @@ def test_bad_input_exits_2_with_one_line(argv, expected, capsys, tmp_path, monke
 
 def test_subprocess_exit_status_and_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "equissl", "pretrain", "augment.invariance=blur"],
+        [sys.executable, "-m", "equissl", "pretrain", "augment.pipeline=blur"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -119,7 +119,7 @@ def test_subprocess_exit_status_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "equissl: error: bad value for 'augment.invariance': 'blur'; choose one of simclr, cropflip, none"
+        "equissl: error: bad value for 'augment.pipeline': 'blur'; choose one of simclr, cropflip, none"
     ]
 
 

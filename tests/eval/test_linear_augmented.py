@@ -63,7 +63,13 @@ def test_training_follows_the_official_sgd_and_cosine_schedule():
     encoder = nn.Flatten()
     mean, std = torch.zeros(3), torch.ones(3)
     recipe = AugmentedProbe(
-        epochs=6, batch_size=16, seeds=1, train_augment="none", lr=0.5, test_resize=0, test_crop=0
+        epochs=6,
+        batch_size=16,
+        seeds=1,
+        train_augment="none",
+        lr=0.5,
+        test_resize=None,
+        test_crop=None,
     )
     head = train_probe_head(encoder, images, labels, 3, recipe, mean, std, seed=7, device="cpu")
     weight, bias = init_heads([torch.Generator().manual_seed(7)], 48, 3)
@@ -84,8 +90,8 @@ def test_multistep_schedule_is_main_lincls_steps():
     labels = torch.randint(0, 3, (12,), generator=g)
     mean, std = torch.zeros(3), torch.ones(3)
     recipe = AugmentedProbe(
-        epochs=6, batch_size=12, seeds=1, train_augment="none", lr=0.5, test_resize=0,
-        test_crop=0, schedule="multistep", milestones=(2, 4),
+        epochs=6, batch_size=12, seeds=1, train_augment="none", lr=0.5, test_resize=None,
+        test_crop=None, schedule="multistep", milestones=(2, 4),
     )  # fmt: skip
     head = train_probe_head(
         nn.Flatten(), images, labels, 3, recipe, mean, std, seed=3, device="cpu"

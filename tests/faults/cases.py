@@ -337,7 +337,7 @@ CASES: list[Case] = [
     Case("data", "CIFAR-10 folder missing", lambda c: tiny(c.tmp, "data.name=cifar10", f"data.path={c.tmp / 'none'}"), "none"),
     Case("data", "zip that is not a zip", _bad_zip, "data.zip"),
     Case("data", "empty image folder", lambda c: tiny(c.tmp, "data.name=imagefolder", f"data.path={(c.tmp / 'empty').mkdir() or c.tmp / 'empty'}"), "empty"),
-    Case("data", "corrupt image in a folder", lambda c: tiny(c.tmp, "data.name=imagefolder", f"data.path={_image_folder(c, corrupt=True)}", "optim.batch_size=4", "data.size=0", "data.limit=null", "data.test_limit=null"), "9.png"),
+    Case("data", "corrupt image in a folder", lambda c: tiny(c.tmp, "data.name=imagefolder", f"data.path={_image_folder(c, corrupt=True)}", "optim.batch_size=4", "data.size=null", "data.limit=null", "data.test_limit=null"), "9.png"),
     Case("data", "batch larger than the data", lambda c: tiny(c.tmp, "optim.batch_size=5000"), "larger than the 160 training images"),
     # training that diverges: stopped, never reported as a success, no non-finite checkpoint
     Case("training", "lr=1e6 for 1 epoch", lambda c: tiny(c.tmp, "optim.lr=1e6", "optim.warmup_epochs=0", "optim.epochs=1"), "became NaN or infinite", check=_no_success_with_nonfinite_weights),

@@ -30,7 +30,7 @@ def test_invariance_role_rotates_each_invariance_view_by_a_sampled_element():
     images, _ = _batch()
     plain = _method(["simclr"], []).make_views(images, torch.Generator().manual_seed(5))
     rolled = _method(
-        ["simclr"], ["method.equivariance=[{transform: rotation, role: invariance}]"]
+        ["simclr"], ["method.equivariance=[{transform: rotation, role: augment}]"]
     ).make_views(images, torch.Generator().manual_seed(5))
     assert set(rolled) == {"invariance"}  # no term, no head: the rotation is only applied
     turns = []
@@ -43,7 +43,7 @@ def test_invariance_role_rotates_each_invariance_view_by_a_sampled_element():
 
 def test_off_role_is_ignored():
     images, labels = _batch()
-    off = _method(["esimclr"], ["method.equivariance.0.role=off"])
+    off = _method(["esimclr"], ["method.equivariance.0.role=none"])
     assert len(off.terms) == 0 and not off.views.transforms
     ref = _method(["simclr"], [])
     loss_off, _ = off.loss(images, labels, torch.Generator().manual_seed(1))

@@ -9,7 +9,8 @@ set resident on the training device:
   compilation; Lightning's loop bookkeeping (logging, callbacks) is not included;
 - the **augmentation** alone: the same gather and views;
 - a **bare** backbone forward+backward over tensors of exactly the shapes of all the step's
-  views: the floor the step cannot beat.
+  views: the floor the step cannot beat, in both memory layouts (contiguous and channels_last;
+  the faster counts), its GFLOP/s against the best square matrix product of the machine.
 
 The data are random uint8 images (synthetic: no dataset is read) of the configured size, so the
 numbers measure speed, never accuracy. Rates count source images per second.
@@ -20,19 +21,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import platform
 import resource
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch.utils.flop_counter import FlopCounterMode
 
 from equissl.app.config import build_config
+from equissl.app.cpu import apply_cpu_settings
 from equissl.app.outputs import check_file_writable
 from equissl.app.runner import backbone_label, method_label
 from equissl.app.train import prepare_method, resolve_precision, training_optimizer, uses_cuda
@@ -42,7 +47,7 @@ from equissl.methods import Method, build_method
 from equissl.reports.atomic import write_text_atomic
 from equissl.step import epoch_rows, step_generator, step_loss, update
 
-DEFAULT_SIZE = 32  # when `data.size` is 0 and the source has no fixed size (ImageFolder)
+DEFAULT_SIZE = 32  # when `data.size` is null and the source has no fixed size (ImageFolder)
 POOL = 4  # resident images = POOL x batch, so the gather reads a set larger than one batch
 NUM_CLASSES = 10
 MIB = 1 << 20
@@ -203,27 +208,77 @@ def step_functions(
     shapes = [v.shape for v in views.values() if v.dim() == 4]
     inputs = [method.normalize(torch.rand(s, device=device)) for s in shapes]
 
-    def bare_step(i: int) -> None:
+    def bare_pass(backbone: torch.nn.Module, xs: list[torch.Tensor]) -> None:
         with autocast():
-            out = sum(method.backbone.orientation_features(x).float().sum() for x in inputs)
-        optimizer.zero_grad(set_to_none=True)
+            out = sum(backbone.orientation_features(x).float().sum() for x in xs)
+        backbone.zero_grad(set_to_none=True)
         out.backward()
 
-    return {"step": full_step, "augment": augment_only, "bare": bare_step}, shapes
+    fns = {
+        "step": full_step,
+        "augment": augment_only,
+        "bare": lambda i: bare_pass(method.backbone, inputs),
+    }
+    if not cfg.trainer.compile:  # (a compiled backbone's copy would call the original)
+        # The bare pass in the other memory layout too: step/bare is taken against the faster.
+        other, layout = other_layout(method.backbone, not method.channels_last)
+        moved = [x.contiguous(memory_format=layout) for x in inputs]
+        fns["bare_other"] = lambda i: bare_pass(other, moved)
+    return fns, shapes
+
+
+def other_layout(
+    backbone: torch.nn.Module, channels_last: bool
+) -> tuple[torch.nn.Module, torch.memory_format]:
+    """A copy of `backbone` with its conv filters in channels_last (or contiguous) layout, and
+    that layout for its inputs."""
+    copy = deepcopy(backbone)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for p in copy.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=layout)
+    return copy, layout
+
+
+def pass_flops(fn: Callable[[int], None]) -> int:
+    """Floating-point operations of one call of `fn` (convolutions and matrix products, forward
+    and backward), counted by torch's FlopCounterMode."""
+    with FlopCounterMode(display=False) as counter:
+        fn(0)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, precision: str, repeats: int = 5) -> float:
+    """The machine's attainable GFLOP/s: the best of `repeats` square matrix products (fp32 on
+    the CPU, size 1024; the run's autocast type on a GPU, size 8192)."""
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if device.type == "cuda" and "bf16" in precision else torch.float32
+    if device.type == "cuda" and precision == "16-mixed":
+        dtype = torch.float16
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    best = math.inf
+    for _ in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 def measure(cfg: DictConfig, *, steps: int = 10, warmup: int = 2, size: int = 0) -> dict[str, Any]:
     """Time the step, the augmentation and the bare backbone of `cfg` (median of `steps` after
     `warmup` untimed rounds); returns the fields of one table row."""
-    if cfg.trainer.threads > 0:
-        torch.set_num_threads(cfg.trainer.threads)
     device = bench_device(cfg)
+    apply_cpu_settings(cfg.trainer.threads, cfg.trainer.cpu_allocator, device.type)
     size = image_size(cfg, size)
     cudnn = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as the Trainer sets it
     try:
         method, optimizer = build_bench_method(cfg, device, size)
         fns, shapes = step_functions(cfg, method, optimizer, size, warmup + steps)
+        flops = pass_flops(fns["bare"])
+        peak = matmul_peak(device, resolve_precision(cfg))
         memory = PeakMemory(device)
         times: dict[str, list[float]] = {name: [] for name in fns}
         peaks: dict[str, list[int]] = {name: [] for name in fns}
@@ -241,6 +296,10 @@ def measure(cfg: DictConfig, *, steps: int = 10, warmup: int = 2, size: int = 0)
         torch.backends.cudnn.benchmark = cudnn
     med = {name: statistics.median(t) for name, t in times.items()}
     n = cfg.optim.batch_size
+    layout = "channels_last" if method.channels_last else "contiguous"
+    if med.get("bare_other", math.inf) < med["bare"]:
+        med["bare"] = med["bare_other"]
+        layout = "contiguous" if method.channels_last else "channels_last"
     return {
         "method": method_label(cfg),
         "backbone": backbone_label(cfg),
@@ -263,6 +322,11 @@ def measure(cfg: DictConfig, *, steps: int = 10, warmup: int = 2, size: int = 0)
         "bare_img_s": n / med["bare"],
         "step_over_bare": med["step"] / med["bare"],
         "step_over_augment": med["step"] / med["augment"],
+        "bare_layout": layout,
+        "bare_gflop": flops / 1e9,
+        "bare_gflop_s": flops / med["bare"] / 1e9,
+        "peak_gflop_s": peak,
+        "bare_of_peak": flops / med["bare"] / 1e9 / peak,
         "peak_memory_mib": max(peaks["step"]) / MIB,
         "memory_kind": memory.kind,
         "torch": torch.__version__,
@@ -285,6 +349,9 @@ COLUMNS = (
     ("bare ms", "bare_ms", "{:.1f}"),
     ("step/bare", "step_over_bare", "**{:.3f}**"),
     ("step/augment", "step_over_augment", "{:.0f}x"),
+    ("bare layout", "bare_layout", "{}"),
+    ("bare GFLOP/s", "bare_gflop_s", "{:.1f}"),
+    ("of matmul peak", "bare_of_peak", "{:.0%}"),
     ("peak memory MiB", "peak_memory_mib", "{:.0f}"),
 )
 
@@ -295,8 +362,9 @@ def measurement_note(row: dict[str, Any]) -> str:
         f"# {row['data']} ({row['channels']}x{row['image_size']}x{row['image_size']}); "
         f"{row['device']}, torch {row['torch']}, {row['precision']}, "
         f"channels_last {row['channels_last']}, compile {row['compile']}; median of "
-        f"{row['steps']} steps after {row['warmup']} warm-up; peak memory: {row['memory_kind']} "
-        f"during the step; commit {row['commit']}"
+        f"{row['steps']} steps after {row['warmup']} warm-up; bare: the faster memory layout, "
+        f"{row['bare_gflop']:.2f} GFLOP a pass, matmul peak {row['peak_gflop_s']:.0f} GFLOP/s; "
+        f"peak memory: {row['memory_kind']} during the step; commit {row['commit']}"
     )
 
 

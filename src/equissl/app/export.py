@@ -104,7 +104,7 @@ def read_run_checkpoint(ckpt: str | Path) -> tuple[dict[str, Any], dict[str, tor
 def training_image_size(cfg: Any) -> int | None:
     """The height of the images the run trained and evaluated on: data.size, else the source's
     own size (read from the first image of an image folder; None if it cannot be found)."""
-    if cfg.data.size > 0:
+    if cfg.data.size:
         return int(cfg.data.size)
     if cfg.data.name in NATIVE_SIZES:
         return NATIVE_SIZES[cfg.data.name]
@@ -150,7 +150,7 @@ def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path
             "stem": str(b.stem),
             "width": int(b.width),
             "group": str(b.group),
-            "fields": int(b.fields),
+            "fields": int(b.fields) if b.fields else None,
             "downsample": str(b.downsample),
             "dropout": float(b.dropout),
             "pool": str(b.pool),
@@ -162,7 +162,7 @@ def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "image_size": image_size,
-        "view_size": int(cfg.augment.size) or image_size,
+        "view_size": cfg.augment.size or image_size,
         "checkpoint": str(ckpt.resolve()),
         "run_name": str(cfg.name),
         "method": method_label(cfg),
@@ -174,10 +174,10 @@ def describe(cfg: Any, backbone: nn.Module, mean, std, ckpt: Path, weights: Path
 def _config_of(saved: dict[str, Any], ckpt: Path):
     from omegaconf import OmegaConf
 
-    from equissl.app.config import schema
+    from equissl.app.config import schema, upgrade_saved
 
     try:
-        return OmegaConf.merge(schema(), OmegaConf.create(saved))
+        return OmegaConf.merge(schema(), OmegaConf.create(upgrade_saved(saved)))
     except Exception as exc:  # noqa: BLE001 - OmegaConf raises many kinds
         raise CheckpointError(
             f"the configuration saved in {ckpt} does not fit this equissl: {_one_line(exc)}"

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.app import signals
-from equissl.app.config import to_yaml
+from equissl.app.config import to_yaml, upgrade_saved
+from equissl.app.cpu import apply_cpu_settings
 from equissl.app.outputs import check_file_writable, check_writable, run_folder_lock
 from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, as before
     LEGACY_KEYS,
@@ -69,6 +70,10 @@ RESUME_FREE = ("data.cache_dir", "data.path", "data.device_resident", "optim.epo
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves by dotted key; the items of a list of sections by index (method.equivariance.0.size),
+    a list of numbers whole."""
+    if isinstance(tree, list) and tree and all(isinstance(item, dict) for item in tree):
+        tree = dict(enumerate(tree))
     if isinstance(tree, dict):
         return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
     return {prefix[:-1]: tree}
@@ -83,7 +88,8 @@ def read_resume_step(last: Path, cfg: DictConfig) -> int:
         "delete it or pass resume=never with another name=...",
     )
     step = int(ckpt["global_step"])
-    saved = _flat({k: ckpt.get("equissl_config", {}).get(k) for k in RESUME_KEYS})
+    saved_config = upgrade_saved(ckpt.get("equissl_config", {}))  # in today's spellings
+    saved = _flat({k: saved_config.get(k) for k in RESUME_KEYS})
     now = _flat({k: OmegaConf.to_container(cfg, resolve=True)[k] for k in RESUME_KEYS})
     for key in sorted(set(saved) | set(now)):
         if not key.startswith(RESUME_FREE) and saved.get(key) != now.get(key):
@@ -117,8 +123,8 @@ def method_for(cfg: DictConfig, data: DataSplits, mean: torch.Tensor, std: torch
 
 
 def _set_threads(cfg: DictConfig) -> None:
-    if cfg.trainer.threads > 0:
-        torch.set_num_threads(cfg.trainer.threads)
+    device = "cuda" if uses_cuda(cfg) else "cpu"
+    apply_cpu_settings(cfg.trainer.threads, cfg.trainer.cpu_allocator, device)
 
 
 def geometry_encoders(method: Method) -> dict[str, Any]:

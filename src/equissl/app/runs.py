@@ -69,7 +69,7 @@ def method_label(cfg: DictConfig) -> str:
     terms = "+".join(
         f"{t.transform}:{t.mode if t.role == 'equivariance' else 'invariant'}"
         for t in cfg.method.equivariance
-        if t.role != "off"
+        if t.role != "none"
     )
     label = f"{cfg.method.invariance}{'+' + terms if terms else ''}"
     if cfg.method.classifier != "detached":

@@ -35,13 +35,13 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def decoded_bytes(source: Path, channels: int, size: int, limit: int | None) -> int:
+def decoded_bytes(source: Path, channels: int, size: int | None, limit: int | None) -> int:
     """The decoded size of an ImageFolder: images x channels x side^2, the side `size` or, when
-    0, the first image's (its header only is read)."""
+    unset, the first image's (its header only is read)."""
     names = list_images(source)
     if not names:
         return 0
-    if size <= 0:
+    if not size or size <= 0:
         data = read_member(source, names[0])
         try:
             with Image.open(io.BytesIO(data)) as image:
@@ -55,7 +55,7 @@ def decoded_bytes(source: Path, channels: int, size: int, limit: int | None) -> 
 def stream_size(cfg: DictConfig) -> int:
     """The side of a streamed run's images: data.size, else augment.size."""
     size = cfg.data.size or cfg.augment.size
-    if size <= 0:
+    if not size or size <= 0:
         raise ConfigError(
             "streaming cuts every image to a fixed size: set data.size=N (or augment.size=N)"
         )

@@ -85,7 +85,7 @@ def training_optimizer(cfg: DictConfig, method: Method) -> torch.optim.Optimizer
         weight_decay=o.weight_decay,
         classifier_lr=lr if shared else o.classifier_lr,
         classifier_weight_decay=o.weight_decay if shared else 0.0,
-        bias_lr=o.bias_lr * o.batch_size / 256 if o.bias_lr > 0 else None,
+        bias_lr=o.bias_lr * o.batch_size / 256 if o.bias_lr else None,
         fixed=getattr(method.invariance, "predictor", None) if o.fixed_predictor_lr else None,
     )
     return build_optimizer(o.name, groups, momentum=o.momentum, eta=o.lars_eta, nesterov=o.nesterov)

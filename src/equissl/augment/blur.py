@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def blur_kernel_size(kernel: int, size: int) -> int:
-    """The odd kernel used on ``size`` x ``size`` views: ``kernel``, or with 0 SimCLR's 10% of
+def blur_kernel_size(kernel: int | None, size: int) -> int:
+    """The odd kernel used on ``size`` x ``size`` views: ``kernel``, or with None SimCLR's 10% of
     the view size made odd; at most ``2 * size - 1`` (reflect padding needs pad < size)."""
-    k = kernel if kernel > 0 else int(0.1 * size)
+    k = kernel or int(0.1 * size)
     k = k + 1 if k % 2 == 0 else k
     return max(1, min(k, 2 * size - 1))
 

@@ -112,7 +112,7 @@ class Augment:
     gray_p: float = 0.2
     interpolation: str = "bilinear"  # of the crop: bilinear | bicubic (PIL's, antialiased)
     blur_p: float = 0.0
-    blur_kernel: int = 0  # odd; 0: 10% of the view size, made odd (SimCLR)
+    blur_kernel: int | None = None  # odd; None: 10% of the view size, made odd (SimCLR)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
 
@@ -298,8 +298,10 @@ def _check(aug: Augment) -> None:
         raise ConfigError(
             f"interpolation must be one of {INTERPOLATIONS}, got {aug.interpolation!r}"
         )
-    if aug.blur_kernel < 0 or (aug.blur_kernel > 0 and aug.blur_kernel % 2 == 0):
-        raise ConfigError(f"blur kernel must be odd (or 0: 10% of the view), got {aug.blur_kernel}")
+    if aug.blur_kernel is not None and (aug.blur_kernel < 0 or aug.blur_kernel % 2 == 0):
+        raise ConfigError(
+            f"blur kernel must be odd (or None: 10% of the view), got {aug.blur_kernel}"
+        )
     if len(aug.blur_sigma) != 2 or not 0 < aug.blur_sigma[0] <= aug.blur_sigma[1]:
         raise ConfigError(f"blur sigma needs 0 < lo <= hi, got {aug.blur_sigma}")
     for key in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p"):
@@ -321,7 +323,7 @@ def build_augment(
     gray_p: float = 0.2,
     interpolation: str = "bilinear",
     blur_p: float = 0.0,
-    blur_kernel: int = 0,
+    blur_kernel: int | None = None,
     blur_sigma: tuple[float, float] = (0.1, 2.0),
     solarize_p: float = 0.0,
 ) -> Augment:
@@ -330,7 +332,7 @@ def build_augment(
     "simclr": random resized crop, flip, colour jitter (prob. ``jitter_p``), grayscale
     (prob. ``gray_p``); "cropflip": crop and flip only; "none": float conversion (and an
     antialiased resize when ``size`` differs from the images'). Both random pipelines then blur
-    (prob. ``blur_p``, sigma ~ U(``blur_sigma``), odd ``blur_kernel``, 0: 10% of ``size``) and
+    (prob. ``blur_p``, sigma ~ U(``blur_sigma``), odd ``blur_kernel``, None: 10% of ``size``) and
     solarise (prob. ``solarize_p``); ``interpolation`` is the crop's resampling.
     """
     return Augment(

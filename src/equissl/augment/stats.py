@@ -18,9 +18,9 @@ def to_float(images: Tensor) -> Tensor:
     return images.to(torch.float32).mul_(UINT8_SCALE)
 
 
-def resize_float(x: Tensor, size: int) -> Tensor:
+def resize_float(x: Tensor, size: int | None) -> Tensor:
     """Float (N, C, H, W) batch resized to size x size (bilinear, antialiased); as is if equal."""
-    if size <= 0 or tuple(x.shape[-2:]) == (size, size):
+    if not size or tuple(x.shape[-2:]) == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 

@@ -260,12 +260,14 @@ def decode_files(source: Path, names: list[str]) -> list[np.ndarray]:
     return [array for chunk in chunks for array in chunk]
 
 
-def stack_images(arrays: list[np.ndarray], names: list[str], source: Path, size: int) -> np.ndarray:
+def stack_images(
+    arrays: list[np.ndarray], names: list[str], source: Path, size: int | None
+) -> np.ndarray:
     """(N, C, H, W) uint8; grey is promoted to RGB when mixed with colour, and images whose size
-    differs are resized to size x size when size > 0 (DataError otherwise)."""
+    differs are resized to size x size when a size is given (DataError otherwise)."""
     shapes = {a.shape[:2] for a in arrays}
     if len(shapes) > 1:
-        if size <= 0:
+        if not size:
             first = arrays[0].shape[:2]
             odd = next(i for i, a in enumerate(arrays) if a.shape[:2] != first)
             raise DataError(
@@ -287,7 +289,7 @@ def stack_images(arrays: list[np.ndarray], names: list[str], source: Path, size:
     return np.ascontiguousarray(stacked.transpose(0, 3, 1, 2))
 
 
-def _read(source: Path, size: int, split: FileSplit) -> DataSplits:
+def _read(source: Path, size: int | None, split: FileSplit) -> DataSplits:
     files = split.train_files + split.test_files
     images = torch.from_numpy(stack_images(decode_files(source, files), files, source, size))
     labels = torch.tensor(split.train_labels + split.test_labels, dtype=torch.int64)
@@ -301,7 +303,7 @@ def _read(source: Path, size: int, split: FileSplit) -> DataSplits:
 
 
 def read_imagefolder(
-    source: Path, *, size: int = 0, cache_dir: str | Path | None = None
+    source: Path, *, size: int | None = None, cache_dir: str | Path | None = None
 ) -> DataSplits:
     """An ImageFolder dataset from `source` (folder or .zip), through the decode cache in
     `cache_dir`; images that differ in size are resized to size x size (see stack_images)."""
@@ -319,5 +321,5 @@ def read_imagefolder(
         names, folders = entries if entries is not None else list_entries(source)
         return _read(source, size, split_files(names, source, folders))
 
-    options = {"size": size, "decoder": DECODER_VERSION}
+    options = {"size": size or 0, "decoder": DECODER_VERSION}  # 0: the key of earlier caches
     return cached_read(cache_dir, "imagefolder", files, options, read)

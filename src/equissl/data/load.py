@@ -36,7 +36,7 @@ class Source(NamedTuple):
     cache_dir: str | Path | None = None
     coarse: bool = False  # cifar100: the 20 superclasses
     unlabeled: bool = False  # stl10: the unlabeled split too
-    size: int = 0  # imagefolder: the side images of differing sizes are resized to
+    size: int | None = None  # imagefolder: the side images of differing sizes are resized to
 
 
 # The dataset registry: the valid values of `data.name`, in this order.
@@ -78,7 +78,7 @@ def _warn_above(key: str, limit: int | None, part: ImageSet, split: str) -> None
         warn(f"{key}={limit} is above the {n} images of the {split} split; using all {n}")
 
 
-def _prepare(part: ImageSet, limit: int | None, channels: int, size: int) -> ImageSet:
+def _prepare(part: ImageSet, limit: int | None, channels: int, size: int | None) -> ImageSet:
     images, labels = part.images, part.labels
     if limit is not None and limit < len(labels):
         if bool((labels < 0).all()):  # unlabelled: a seeded random subset, in file order
@@ -89,7 +89,7 @@ def _prepare(part: ImageSet, limit: int | None, channels: int, size: int) -> Ima
         images, labels = images[keep], labels[keep]
     if channels == 1:  # reduce before resizing: less to interpolate
         images = to_channels(images, 1)
-    if size > 0:
+    if size:
         images = resize(images, size)
     images = to_channels(images, channels)
     return ImageSet(images, labels, part.classes)
@@ -103,13 +103,13 @@ def load_image_dataset(
     labels: str = "fine",
     unlabeled: bool = False,
     channels: int = 3,
-    size: int = 0,
+    size: int | None = None,
     limit: int | None = None,
     test_limit: int | None = None,
     config_key: str = "data",
 ) -> DataSplits:
     """The dataset `name` (one of READERS) from `path`: uint8 (N, C, H, W) splits with `channels`
-    channels, resized to `size` (when > 0), the labelled splits cut to class-balanced `limit`
+    channels, resized to `size` (None: as read), the labelled splits cut to class-balanced `limit`
     and `test_limit` subsets (seed 0; a limit above a split's size warns and keeps it all). The
     unlabeled split (stl10 with `unlabeled`) is not cut. `labels`: cifar100's fine or coarse
     labels; `cache_dir`: the decode cache (None: default_cache_dir()). config_key: where these
@@ -145,7 +145,7 @@ class DataSettings(Protocol):
     labels: str
     unlabeled: bool
     channels: int
-    size: int
+    size: int | None
     limit: int | None
     test_limit: int | None
 

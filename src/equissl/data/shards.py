@@ -199,7 +199,7 @@ def iter_split(folder: Path, manifest: dict[str, Any], split: str) -> Iterator[t
 
 
 def read_shards(
-    folder: str | Path, *, size: int = 0, cache_dir: str | Path | None = None
+    folder: str | Path, *, size: int | None = None, cache_dir: str | Path | None = None
 ) -> DataSplits:
     """A shard folder decoded into memory (the resident path), in prepared order, through the
     decode cache in `cache_dir`; images that differ in size are resized to size x size (see
@@ -213,7 +213,7 @@ def read_shards(
     return cached_read(cache_dir, "shards", files, options, lambda: _decode(folder, manifest, size))
 
 
-def _decode(folder: Path, manifest: dict[str, Any], size: int) -> DataSplits:
+def _decode(folder: Path, manifest: dict[str, Any], size: int | None) -> DataSplits:
     parts = []
     for split in SPLITS:
         samples = list(iter_split(folder, manifest, split))

@@ -54,13 +54,13 @@ class AugmentedProbe:
     seeds: int = 5
     drop_last: bool = True
     train_augment: str = "cropflip"  # the training views: crop+flip | SimCLR's | none
-    size: int = 0  # of the training views; 0: test_crop, or the image size without one
+    size: int | None = None  # of the training views; None: test_crop, else the image size
     scale: tuple[float, float] = (0.08, 1.0)
     interpolation: str = "bicubic"  # of the training crops and the test resize
     blur_p: float = 0.0  # train_augment=simclr: blur probability (CARE's probe: 0.5)
-    blur_kernel: int = 0
-    test_resize: int = 36  # shorter side of the test images before the centre crop; 0: none
-    test_crop: int = 32  # centre crop of the test images; 0: none
+    blur_kernel: int | None = None  # odd; None: 10% of the image size
+    test_resize: int | None = 36  # shorter side of the test images before the centre crop
+    test_crop: int | None = 32  # centre crop of the test images (None: no resize, no crop)
     encoder_bn: str = "eval"  # train: BatchNorm uses (and updates) batch statistics, as CARE
 
     def __post_init__(self) -> None:
@@ -76,11 +76,11 @@ class AugmentedProbe:
             raise UserError("epochs, batch_size, seeds and lr must be positive")
 
 
-def centre_view(x: Tensor, resize: int, crop: int, interpolation: str) -> Tensor:
+def centre_view(x: Tensor, resize: int | None, crop: int | None, interpolation: str) -> Tensor:
     """torchvision's Resize(resize) (shorter side) then CenterCrop(crop), one resampling of a
     float (N, C, H, W) batch: the rows of the resize matrices that the crop keeps."""
     n, _, height, width = x.shape
-    if resize > 0:
+    if resize:
         short = min(height, width)
         out_h, out_w = (
             (resize, int(resize * width / height))
@@ -89,7 +89,7 @@ def centre_view(x: Tensor, resize: int, crop: int, interpolation: str) -> Tensor
         )
     else:
         out_h, out_w = height, width
-    crop_h, crop_w = (crop, crop) if crop > 0 else (out_h, out_w)
+    crop_h, crop_w = (crop, crop) if crop else (out_h, out_w)
     if crop_h > out_h or crop_w > out_w:
         raise UserError(f"test_crop {crop} is larger than the resized test images {out_h}x{out_w}")
     top, left = int(round((out_h - crop_h) / 2)), int(round((out_w - crop_w) / 2))

@@ -184,7 +184,7 @@ def build_term(
     if t.head_form == "mlp":
         heads = [plain_head(d, hidden, k) for k in sizes]
     else:
-        relu, neck = bool(t.head_second_relu), int(t.head_bottleneck)
+        relu, neck = bool(t.head_second_relu), t.head_bottleneck
         heads = [transformation_head(d, hidden, k, relu, neck) for k in sizes]
     heads = LabelHeads(heads, group, separate)
     if t.mode == "relative":
@@ -235,11 +235,11 @@ def build_method(
         # probabilities (E-SSL's ImageNet views: blur 1.0 / 0.1, solarise 0 / 0.2).
         scale = (a.scale_min, a.scale_max)
         views = InvarianceViews(
-            [make_augment(a.invariance, view_size, scale, a, view) for view in (0, 1)],
+            [make_augment(a.pipeline, view_size, scale, a, view) for view in (0, 1)],
             [
                 get_transformation(t.transform, view_size, in_channels)
                 for t in m.equivariance
-                if t.role == "invariance"
+                if t.role == "augment"
             ],
             keep_params=any(t.mode == "regress" for t in active),
         )

@@ -80,7 +80,7 @@ class EqResNet(nn.Module):
         group: str = "c4",
         stem: str = "cifar",
         width: int = 64,
-        fields: int = 0,
+        fields: int | None = None,
         in_channels: int = 3,
         downsample: str = "avg",
         dropout: float = 0.0,

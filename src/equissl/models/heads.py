@@ -38,7 +38,11 @@ def projector(
 
 
 def transformation_head(
-    in_dim: int, hidden: int, num_labels: int, second_relu: bool = True, bottleneck: int = 0
+    in_dim: int,
+    hidden: int,
+    num_labels: int,
+    second_relu: bool = True,
+    bottleneck: int | None = None,
 ) -> nn.Sequential:
     """E-SSL's predictor: in-hidden-hidden-labels with LayerNorm and ReLU (512-2048-2048-4 at
     full width). `second_relu=False` is its E-SimSiam head, Linear-LN-ReLU-Linear-LN-Linear;

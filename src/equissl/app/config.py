@@ -40,7 +40,8 @@ class DataConfig:
     labels: str = "fine"  # cifar100: fine (100 classes) | coarse (the 20 superclasses)
     stream: str = "auto"  # auto | true | false: read shards in DataLoader workers instead of
     #   holding the decoded set (imagefolder); auto streams a shard folder or a set too large
-    workers: int = 2  # streaming: DataLoader processes decoding and cropping; also how an epoch
+    workers: int = 2  # streaming: DataLoader processes decoding and cropping (0: the training
+    #   process itself); also how an epoch
     #   is dealt out, so a resumed run keeps it
 
 

@@ -41,8 +41,7 @@ class DataConfig:
     stream: str = "auto"  # auto | true | false: read shards in DataLoader workers instead of
     #   holding the decoded set (imagefolder); auto streams a shard folder or a set too large
     workers: int = 2  # streaming: DataLoader processes decoding and cropping (0: the training
-    #   process itself); also how an epoch
-    #   is dealt out, so a resumed run keeps it
+    #   process itself); also how an epoch is dealt out, so a resumed run keeps it
 
 
 @dataclass

@@ -31,6 +31,7 @@ commands:
   config [preset ...] [key=value ...]     the resolved configuration, each key with its meaning
   bench [preset ...] [key=value ...]     images/s of the training step and its parts (steps=N)
   photonics build|run [key=value ...]     photonic-crystal DOS data and SSL regression study
+  data prepare src=PATH out=DIR           write an ImageFolder as shards, to stream from
 
 examples:
   equissl pretrain esimclr cifar10-cpu data.path=../shared/data/cifar10-jpeg.zip seed=1
@@ -129,6 +130,14 @@ Photonic-crystal density-of-states data (build) and the SSL regression study (ru
 see docs/photonics.md for the keys.
 
 example: equissl photonics run scale=smoke""",
+    "data": """usage: equissl data prepare src=FOLDER|FILE.zip out=DIR [shard_size=N] [workers=N]
+
+Writes an ImageFolder (a folder or zip: <class>/<image>, or train/ and test/ (or val/) with
+class folders, or images only) as webdataset shards of N samples (default 1000), in a seeded
+random order, using `workers` processes (default: one per core). A rerun continues where a
+stopped one ended. Train from them with data.name=imagefolder data.path=DIR (docs/data.md).
+
+example: equissl data prepare src=../shared/data/cifar10-jpeg.zip out=data/cifar10-shards""",
 }
 
 
@@ -389,6 +398,27 @@ def cmd_bench(args: list[str]) -> None:
     bench_command(presets, overrides, options, command=" ".join(["equissl bench", *args]))
 
 
+def cmd_data(args: list[str]) -> None:
+    from equissl.data.shards import SHARD_SIZE, prepare_shards
+
+    presets, overrides = _split(args)
+    src, out = _pop(overrides, "src"), _pop(overrides, "out")
+    numbers = {key: _pop(overrides, key) for key in ("shard_size", "workers")}
+    if presets != ["prepare"] or overrides or not src or not out:
+        raise _Usage("data needs: prepare src=FOLDER|FILE.zip out=DIR [shard_size=N] [workers=N]")
+    try:
+        shard_size = int(numbers["shard_size"] or SHARD_SIZE)
+        workers = int(numbers["workers"] or 0)
+    except ValueError:
+        raise _Usage("shard_size and workers must be whole numbers") from None
+    manifest = prepare_shards(src, out, shard_size=shard_size, workers=workers)
+    shards = len(manifest["train"]["shards"]) + len(manifest["test"]["shards"])
+    print(
+        f"wrote {out}: {manifest['train']['count']} training and {manifest['test']['count']} "
+        f"test images in {shards} shards, {len(manifest['classes'])} classes"
+    )
+
+
 COMMANDS = {
     "pretrain": cmd_pretrain,
     "eval": cmd_eval,
@@ -403,6 +433,7 @@ COMMANDS = {
     "config": cmd_config,
     "bench": cmd_bench,
     "photonics": cmd_photonics,
+    "data": cmd_data,
 }
 
 

@@ -38,6 +38,10 @@ class DataConfig:
     unlabeled: bool = False  # STL-10: add the unlabeled split to pretraining
     device_resident: str = "auto"  # auto | always | never: keep the uint8 set on the device
     labels: str = "fine"  # cifar100: fine (100 classes) | coarse (the 20 superclasses)
+    stream: str = "auto"  # auto | true | false: read shards in DataLoader workers instead of
+    #   holding the decoded set (imagefolder); auto streams a shard folder or a set too large
+    workers: int = 2  # streaming: DataLoader processes decoding and cropping (0: the training
+    #   process itself); also how an epoch is dealt out, so a resumed run keeps it
 
 
 @dataclass
@@ -335,6 +339,7 @@ def choices() -> dict[str, tuple[Any, ...]]:
         "data.labels": ("fine", "coarse"),
         "data.channels": (1, 3),
         "data.device_resident": ("auto", "always", "never"),
+        "data.stream": ("auto", "true", "false"),
         "augment.pipeline": PIPELINES,
         "augment.interpolation": ("bilinear", "bicubic"),
         "method.invariance": (
@@ -410,6 +415,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "optim.lars_eta",
+    "data.workers",
     "optim.end_lr",
     "optim.epochs",
     "optim.warmup_epochs",
@@ -616,6 +622,8 @@ def _normalize(cfg: DictConfig) -> None:
         if new is not None:
             _note_once(f"method.equivariance.*.role={term.role}", f"role={new}")
             term.role = new
+    if str(cfg.data.stream) in ("True", "False"):  # data.stream=true arrives as "True"
+        cfg.data.stream = str(cfg.data.stream).lower()
 
 
 def upgrade_saved(saved: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from equissl.app.runs import (  # noqa: F401 - also equissl.app.runner's names, 
     upgrade_state,
     write_json,
 )
+from equissl.app.streaming import stream_size, stream_source, streamed_run
 from equissl.app.suite import (
     FrozenEncoder,
     augmented_probe_results,
@@ -352,23 +353,30 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]
             f"{run_dir} already holds a run; pass another name=... or resume=auto to continue it"
         )
     step = read_resume_step(last, cfg) if cfg.resume == "auto" and last.exists() else None
-    data = timed_load(cfg.data)
-    images, labels = pretraining_images(data)
-    if images.shape[0] < cfg.optim.batch_size:
-        raise UserError(
-            f"optim.batch_size={cfg.optim.batch_size} is larger than the {images.shape[0]} "
-            "training images; lower optim.batch_size or raise data.limit"
-        )
-    steps_per_epoch = images.shape[0] // cfg.optim.batch_size
-    if step is not None and step > cfg.optim.epochs * steps_per_epoch:
-        raise UserError(
-            f"{last} is at step {step} (epoch {step / steps_per_epoch:g}), past "
-            f"optim.epochs={cfg.optim.epochs}; raise optim.epochs or pass another name=..."
-        )
-    L.seed_everything(cfg.seed, verbose=False)
-    mean, std = channel_stats(images)
-    method = method_for(cfg, data, mean, std)
-    module = PretrainModule(cfg, method, images, labels)
+    say = print if _first_process() else (lambda line: None)
+    shards = stream_source(cfg, say)
+    if shards is not None:  # streamed from shards: the evaluation reads them after training
+        L.seed_everything(cfg.seed, verbose=False)
+        method, module = streamed_run(cfg, shards)
+        data = None
+    else:
+        data = timed_load(cfg.data)
+        images, labels = pretraining_images(data)
+        if images.shape[0] < cfg.optim.batch_size:
+            raise UserError(
+                f"optim.batch_size={cfg.optim.batch_size} is larger than the {images.shape[0]} "
+                "training images; lower optim.batch_size or raise data.limit"
+            )
+        steps_per_epoch = images.shape[0] // cfg.optim.batch_size
+        if step is not None and step > cfg.optim.epochs * steps_per_epoch:
+            raise UserError(
+                f"{last} is at step {step} (epoch {step / steps_per_epoch:g}), past "
+                f"optim.epochs={cfg.optim.epochs}; raise optim.epochs or pass another name=..."
+            )
+        L.seed_everything(cfg.seed, verbose=False)
+        mean, std = channel_stats(images)
+        method = method_for(cfg, data, mean, std)
+        module = PretrainModule(cfg, method, images, labels)
     run_dir.mkdir(parents=True, exist_ok=True)
     if step is None and _first_process():
         start_fresh(run_dir)
@@ -402,6 +410,10 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]
             key = name.removeprefix("epoch/")
             results[f"train_{key}"] = 100 * float(value) if key.endswith("acc") else float(value)
     if cfg.eval.at_end:
+        if data is None:  # the shards decoded at the training size, for the frozen probes
+            data = timed_load(
+                OmegaConf.merge(cfg.data, {"path": str(shards), "size": stream_size(cfg)})
+            )
         results.update(evaluate_method(method, data, cfg, module.device, run_dir))
     write_json(run_dir / "results.json", results)
     log_run(trainer.loggers, cfg, results)

@@ -12,6 +12,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -25,13 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 from equissl.app import signals
 from equissl.app.loggers import extra_loggers
 from equissl.app.progress import progress_callbacks
+from equissl.augment.crop import CropSpec
 from equissl.data import place_on_device
+from equissl.data.stream import ShardStream, StreamLoader
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
 from equissl.optim import build_optimizer, constant, param_groups, schedule_factor
 from equissl.reports.atomic import write_text_atomic
-from equissl.step import epoch_rows, step_loss
+from equissl.step import epoch_rows, step_generator, step_loss
 
 
 def to_channels_last(module: torch.nn.Module) -> None:
@@ -104,22 +107,59 @@ def lr_factor(cfg: DictConfig, steps_per_epoch: int):
     )
 
 
+class StreamSource(NamedTuple):
+    """A streamed training set: the shard folder, the host crops each sample gives (the
+    method's `use_host_crops`), the DataLoader workers and the channels of the crops."""
+
+    folder: Path
+    specs: list[CropSpec]
+    workers: int
+    channels: int
+
+
 class PretrainModule(L.LightningModule):
+    """Pretraining on the resident uint8 `images` and `labels`, or, with `stream`, on batches of
+    host crops read from shards (`images` and `labels` None)."""
+
     def __init__(
-        self, cfg: DictConfig, method: Method, images: torch.Tensor, labels: torch.Tensor
+        self,
+        cfg: DictConfig,
+        method: Method,
+        images: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        stream: StreamSource | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.method = method
         self.images = images  # uint8 (N, C, H, W); not a buffer: never saved in checkpoints
         self.labels = labels
+        self.stream, self._stream_set = stream, None
         self.nonfinite = torch.zeros((), dtype=torch.bool)
         self._epoch_sums: dict[str, torch.Tensor] = {}  # epoch metrics, summed on the device
         self._epoch_steps = 0
 
     # -- batches ---------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
+        if self.stream is not None:
+            return len(self.stream_set())
         return self.images.shape[0] // self.cfg.optim.batch_size
+
+    def stream_set(self) -> ShardStream:
+        """This process's shard stream (rank and world known once the Trainer is attached)."""
+        if self._stream_set is None:
+            s, world = self.stream, self.trainer.world_size
+            self._stream_set = ShardStream(
+                s.folder,
+                s.specs,
+                batch_size=self.cfg.optim.batch_size // world,
+                seed=self.cfg.seed,
+                rank=self.trainer.global_rank,
+                world=world,
+                slots=s.workers,
+                channels=s.channels,
+            )
+        return self._stream_set
 
     def on_fit_start(self) -> None:
         world = self.trainer.world_size
@@ -129,8 +169,9 @@ class PretrainModule(L.LightningModule):
                 f"{world} processes; use a multiple of {world}"
             )
         device = self.device
-        self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
-        self.labels = self.labels.to(self.images.device)  # gathered with the images' rows
+        if self.stream is None:
+            self.images = place_on_device(self.images, device, self.cfg.data.device_resident)
+            self.labels = self.labels.to(self.images.device)  # gathered with the images' rows
         self.nonfinite = self.nonfinite.to(device)
         prepare_method(self.method, self.cfg, device)
 
@@ -159,20 +200,29 @@ class PretrainModule(L.LightningModule):
         return rows[start:].to(self.images.device)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        if self.stream is not None:  # host crops, labels and indices (ShardStream)
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
         return batch  # the rows already live with the images (on the CPU when not resident)
 
     # -- training --------------------------------------------------------------------------
-    def training_step(self, rows: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss, metrics = step_loss(
-            self.method.loss,
-            self.images,
-            self.labels,
-            rows,
-            seed=self.cfg.seed,
-            step=self.global_step,
-            rank=self.trainer.global_rank,
-            device=self.device,
-        )
+    def training_step(self, rows, batch_idx: int) -> torch.Tensor:
+        if self.stream is not None:  # rows: a batch dict of host crops (ShardStream)
+            generator = step_generator(
+                self.cfg.seed, self.global_step, self.trainer.global_rank, self.device
+            )
+            loss, metrics = self.method.loss(rows["crops"], rows["labels"], generator)
+            rows = rows["labels"]
+        else:
+            loss, metrics = step_loss(
+                self.method.loss,
+                self.images,
+                self.labels,
+                rows,
+                seed=self.cfg.seed,
+                step=self.global_step,
+                rank=self.trainer.global_rank,
+                device=self.device,
+            )
         self.nonfinite = self.nonfinite | ~torch.isfinite(loss.detach())
         # Epoch means accumulate on the device (logged once, at the epoch end); step values go
         # through Lightning's logging, whose per-call cost is host time, only on the steps it
@@ -247,6 +297,9 @@ class PretrainModule(L.LightningModule):
         }
 
     def train_dataloader(self):
+        if self.stream is not None:  # a batch: host crops of the epoch's next step
+            position = lambda: divmod(self.global_step, self.steps_per_epoch())  # noqa: E731
+            return StreamLoader(self.stream_set(), self.stream.workers, position)
         # A batch is a row of the epoch's permutation: the indices of its images.
         return EpochRows(self.epoch_rows, self.steps_per_epoch())
 

@@ -13,6 +13,7 @@ rows hold PIL's antialiased bicubic weights instead (what torchvision's
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -22,6 +23,17 @@ from equissl.augment.stats import UINT8_SCALE
 TRIES = 10
 INTERPOLATIONS = ("bilinear", "bicubic")
 CUBIC_A = -0.5  # PIL's bicubic coefficient (and F.interpolate's with antialias=True)
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """A random resized crop cut on the host: area fraction `scale`, aspect `ratio` (as
+    torchvision's RandomResizedCrop), resized to `size` x `size` with `interpolation`."""
+
+    size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: str = "bilinear"
 
 
 def sample_crop_boxes(

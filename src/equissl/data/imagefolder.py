@@ -202,13 +202,25 @@ def to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L" if image.mode in GRAY_MODES else "RGB"))
 
 
-def _decode_one(source: Path, name: str) -> np.ndarray:
+def read_member(source: Path, name: str) -> bytes:
+    """The bytes of image `name` of a folder or zip (the zip this process opened with _open, or
+    opened here); DataError when it cannot be read."""
     try:
-        data = _zip.read(name) if _zip is not None else (source / name).read_bytes()
+        if source.is_dir():
+            return (source / name).read_bytes()
+        if _zip is not None:
+            return _zip.read(name)
+        with zipfile.ZipFile(source) as archive:
+            return archive.read(name)
     except Exception as exc:  # noqa: BLE001 - zip CRC, zlib and I/O errors
         raise corrupt_source(
             f"{source}:{name}", exc, "re-download or re-create the dataset"
         ) from None
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """The (H, W) grey or (H, W, 3) RGB uint8 array of encoded image bytes (`where` names the
+    file in the error); DataError when they do not decode."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             return to_array(image)
@@ -216,8 +228,12 @@ def _decode_one(source: Path, name: str) -> np.ndarray:
         unknown = isinstance(exc, UnidentifiedImageError)  # its message shows a BytesIO object
         why = "not a JPEG or PNG image" if unknown else first_line(exc)
         raise DataError(
-            f"cannot decode image {source}/{name} ({why}); replace or delete the file"
+            f"cannot decode image {where} ({why}); replace or delete the file"
         ) from None
+
+
+def _decode_one(source: Path, name: str) -> np.ndarray:
+    return decode_image(read_member(source, name), f"{source}/{name}")
 
 
 def _decode_chunk(task: tuple[Path, list[str]]) -> list[np.ndarray]:

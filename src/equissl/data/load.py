@@ -17,6 +17,7 @@ from equissl.data.convert import resize, to_channels
 from equissl.data.digits import read_digits
 from equissl.data.idx import read_idx_set
 from equissl.data.imagefolder import read_imagefolder
+from equissl.data.shards import is_shard_folder, read_shards
 from equissl.data.sources import source_path
 from equissl.data.stl10 import read_stl10
 from equissl.data.subset import balanced_subset
@@ -44,7 +45,11 @@ READERS: dict[str, Callable[[Source], DataSplits]] = {
     "cifar10": lambda s: read_cifar(s.path, "cifar10", cache_dir=s.cache_dir),
     "cifar100": lambda s: read_cifar(s.path, "cifar100", coarse=s.coarse, cache_dir=s.cache_dir),
     "stl10": lambda s: read_stl10(s.path, unlabeled=s.unlabeled),
-    "imagefolder": lambda s: read_imagefolder(s.path, size=s.size, cache_dir=s.cache_dir),
+    "imagefolder": lambda s: (
+        read_shards(s.path, size=s.size, cache_dir=s.cache_dir)
+        if is_shard_folder(s.path)
+        else read_imagefolder(s.path, size=s.size, cache_dir=s.cache_dir)
+    ),
     "mnist": lambda s: read_idx_set(s.path, "mnist"),
     "fashionmnist": lambda s: read_idx_set(s.path, "fashionmnist"),
     "kmnist": lambda s: read_idx_set(s.path, "kmnist"),

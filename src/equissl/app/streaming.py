@@ -21,6 +21,7 @@ from equissl.data.sources import source_path
 from equissl.data.stream import stream_stats
 from equissl.errors import ConfigError, DataError
 from equissl.methods import Method, build_method
+from equissl.methods.hostcrops import HostCropLoss
 from equissl.warn import warn
 
 RAM_FRACTION = 0.5  # auto streams a set whose decoded size is above this part of free memory
@@ -129,8 +130,8 @@ def streamed_run(cfg: DictConfig, shards: Path) -> tuple[Method, PretrainModule]
         std=std,
     )
     try:
-        specs = method.use_host_crops()
+        crop_loss = HostCropLoss(method)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    source = StreamSource(shards, specs, int(cfg.data.workers), channels)
+    source = StreamSource(shards, crop_loss, int(cfg.data.workers), channels)
     return method, PretrainModule(cfg, method, None, None, source)

@@ -26,12 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from equissl.app import signals
 from equissl.app.loggers import extra_loggers
 from equissl.app.progress import progress_callbacks
-from equissl.augment.crop import CropSpec
 from equissl.data import place_on_device
 from equissl.data.stream import ShardStream, StreamLoader
 from equissl.errors import ConfigError, NonFiniteLossError, UserError
 from equissl.finite import any_nonfinite, describe_nonfinite, module_nonfinite
 from equissl.methods import Method
+from equissl.methods.hostcrops import HostCropLoss
 from equissl.optim import build_optimizer, constant, param_groups, schedule_factor
 from equissl.reports.atomic import write_text_atomic
 from equissl.step import epoch_rows, step_generator, step_loss
@@ -108,11 +108,11 @@ def lr_factor(cfg: DictConfig, steps_per_epoch: int):
 
 
 class StreamSource(NamedTuple):
-    """A streamed training set: the shard folder, the host crops each sample gives (the
-    method's `use_host_crops`), the DataLoader workers and the channels of the crops."""
+    """A streamed training set: the shard folder, the method's loss on host crops (its `specs`:
+    the crops each sample gives), the DataLoader workers and the channels of the crops."""
 
     folder: Path
-    specs: list[CropSpec]
+    loss: HostCropLoss
     workers: int
     channels: int
 
@@ -151,7 +151,7 @@ class PretrainModule(L.LightningModule):
             s, world = self.stream, self.trainer.world_size
             self._stream_set = ShardStream(
                 s.folder,
-                s.specs,
+                s.loss.specs,
                 batch_size=self.cfg.optim.batch_size // world,
                 seed=self.cfg.seed,
                 rank=self.trainer.global_rank,
@@ -210,7 +210,7 @@ class PretrainModule(L.LightningModule):
             generator = step_generator(
                 self.cfg.seed, self.global_step, self.trainer.global_rank, self.device
             )
-            loss, metrics = self.method.loss(rows["crops"], rows["labels"], generator)
+            loss, metrics = self.stream.loss(rows["crops"], rows["labels"], generator)
             rows = rows["labels"]
         else:
             loss, metrics = step_loss(

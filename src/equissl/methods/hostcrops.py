@@ -46,6 +46,21 @@ class HostCropped:
         return self.whole(self.queue.pop(0), generator, **kwargs)
 
 
+class HostCropLoss:
+    """`method.loss` on the crops of a streamed step: wraps the method's augmentations once
+    (`use_host_crops`); `specs` are the crops a sample needs, in the order a call takes them."""
+
+    def __init__(self, method) -> None:
+        self.method, self.wrapped = method, use_host_crops(method)
+        self.specs = host_crop_specs(self.wrapped)
+
+    def __call__(
+        self, crops: Sequence[Tensor], labels: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        feed_host_crops(self.wrapped, crops)
+        return self.method.loss(crops[0], labels, generator)  # (its size and device)
+
+
 def use_host_crops(method) -> list[HostCropped]:
     """Wrap every augmentation of `method` (invariance views, then each term's) in a
     HostCropped, in the order `feed_host_crops` hands out crops; returns the wrappers."""

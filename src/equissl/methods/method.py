@@ -13,14 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from equissl.augment import normalize
-from equissl.augment.crop import CropSpec
 from equissl.methods.classifier import OnlineClassifier
-from equissl.methods.hostcrops import (
-    HostCropped,
-    feed_host_crops,
-    host_crop_specs,
-    use_host_crops,
-)
 from equissl.methods.invariance import Invariance, per_view
 from equissl.methods.terms import Term
 from equissl.methods.views import InvarianceViews
@@ -50,7 +43,6 @@ class Method(nn.Module):
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
         self.separate_views, self.channels_last = separate_views, False
-        self.host_crops: list[HostCropped] | None = None  # streaming: see use_host_crops
         # the first predicted term's accuracy is also `transform_acc`: one name across runs
         self.first_predicted = next((t.name for t in terms if hasattr(t, "predict")), None)
 
@@ -69,22 +61,10 @@ class Method(nn.Module):
             return per_view(self.backbone, self.normalize(views), self.separate_views)
         return self.backbone.orientation_features(self.normalize(views)).flatten(1)
 
-    def use_host_crops(self) -> list[CropSpec]:
-        """Take crops cut on the host from now on (streaming): `images` of `loss` becomes one
-        uint8 crop tensor per returned spec, in order (equissl.methods.hostcrops)."""
-        self.host_crops = use_host_crops(self)
-        return host_crop_specs(self.host_crops)
-
-    def make_views(
-        self, images: Tensor | Sequence[Tensor], generator: torch.Generator
-    ) -> dict[str, Tensor]:
-        """Every view of a uint8 batch (or, after use_host_crops, of its host crops): 'invariance'
-        (2N), per term '<i>' (absent where it reads the invariance views) and '<i>/targets';
-        float32 (autocast off: resampling in bf16 fails)."""
+    def make_views(self, images: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Every view of a uint8 batch: 'invariance' (2N), per term '<i>' (absent where it reads
+        the invariance views) and '<i>/targets'; float32 (autocast off: resampling in bf16 fails)."""
         out: dict[str, Tensor] = {}
-        if not isinstance(images, Tensor):
-            feed_host_crops(self.host_crops, images)
-            images = images[0]
         with full_precision(images.device):
             if self.views is not None:
                 out["invariance"] = self.views(images, generator)
@@ -95,13 +75,10 @@ class Method(nn.Module):
         return out
 
     def loss(
-        self, images: Tensor | Sequence[Tensor], labels: Tensor, generator: torch.Generator
+        self, images: Tensor, labels: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total loss of a uint8 batch (or its host crops) and detached metrics (device
-        tensors, no host sync)."""
-        views = self.make_views(images, generator)
-        images = images if isinstance(images, Tensor) else images[0]
-        n = images.shape[0]
+        """Total loss of a uint8 batch and detached metrics (device tensors, no host sync)."""
+        views, n = self.make_views(images, generator), images.shape[0]
         metrics: dict[str, Tensor] = {}
         total, probe, o_inv = torch.zeros((), device=images.device), None, None
         if self.invariance is not None:

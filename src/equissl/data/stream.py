@@ -19,6 +19,10 @@ So a run resumed at any step reads exactly what the uninterrupted run read.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,6 +190,22 @@ class ShardStream(torch.utils.data.IterableDataset):
         }
 
 
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+
+
+def die_with_parent(_worker_id: int = 0) -> None:
+    """A DataLoader worker's init: on Linux, the kernel kills the worker when its parent dies.
+    A trainer killed by SIGKILL otherwise leaves its workers blocked for ever on a full queue
+    (holding the trainer's stdout and stderr open); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError, TypeError):
+        return
+
+
 class StreamLoader:
     """The steps of `dataset` for each epoch, read by `workers` DataLoader processes (0: this
     process), `len` of them; `position()` says, as a pass starts, which epoch it is and the step
@@ -204,7 +224,11 @@ class StreamLoader:
         if self.workers > 0:
             batches = iter(
                 torch.utils.data.DataLoader(
-                    self.dataset, batch_size=None, num_workers=self.workers, prefetch_factor=2
+                    self.dataset,
+                    batch_size=None,
+                    num_workers=self.workers,
+                    prefetch_factor=2,
+                    worker_init_fn=die_with_parent,
                 )
             )
         else:

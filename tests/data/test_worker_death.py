@@ -12,10 +12,13 @@ import pytest
 PARENT = """
 import os, sys, time
 from equissl.data.stream import die_with_parent
+parent = os.getpid()
 pid = os.fork()
 if pid == 0:
-    if sys.argv[1] == "init":
-        die_with_parent()
+    if sys.argv[1] == "late":  # the parent is killed before the worker's init runs
+        time.sleep(2)
+    if sys.argv[1] != "none":
+        die_with_parent(0, parent=parent)
     time.sleep(60)
     os._exit(0)
 print(pid, flush=True)
@@ -36,7 +39,8 @@ def _orphan_after_kill(init: str) -> bool:
         [sys.executable, "-c", PARENT, init], stdout=subprocess.PIPE, text=True
     )
     worker = int(parent.stdout.readline())
-    time.sleep(0.5)  # the worker's prctl is done
+    if init == "init":
+        time.sleep(0.5)  # the worker's prctl is done
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     end = time.monotonic() + 10
@@ -51,4 +55,5 @@ def _orphan_after_kill(init: str) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 def test_a_worker_dies_with_its_killed_parent_and_an_unprepared_one_does_not():
     assert not _orphan_after_kill("init")
+    assert not _orphan_after_kill("late")  # its parent died first: it exits in its init
     assert _orphan_after_kill("none")  # mutation check: without it the worker outlives it

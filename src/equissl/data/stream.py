@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -193,10 +195,12 @@ class ShardStream(torch.utils.data.IterableDataset):
 _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
-def die_with_parent(_worker_id: int = 0) -> None:
+def die_with_parent(_worker_id: int = 0, parent: int | None = None) -> None:
     """A DataLoader worker's init: on Linux, the kernel kills the worker when its parent dies.
     A trainer killed by SIGKILL otherwise leaves its workers blocked for ever on a full queue
-    (holding the trainer's stdout and stderr open); elsewhere a no-op."""
+    (holding the trainer's stdout and stderr open); elsewhere a no-op. `parent`: the trainer's
+    pid, for a worker whose parent died before this ran (at an epoch start, where the workers
+    of the next epoch are forked): it exits at once."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -204,6 +208,8 @@ def die_with_parent(_worker_id: int = 0) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError, TypeError):
         return
+    if parent is not None and os.getppid() != parent:
+        os._exit(0)  # (not sys.exit: the queue's feeder thread would wait for a dead reader)
 
 
 class StreamLoader:
@@ -228,7 +234,7 @@ class StreamLoader:
                     batch_size=None,
                     num_workers=self.workers,
                     prefetch_factor=2,
-                    worker_init_fn=die_with_parent,
+                    worker_init_fn=functools.partial(die_with_parent, parent=os.getpid()),
                 )
             )
         else:

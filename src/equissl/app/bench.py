@@ -252,9 +252,8 @@ def matmul_peak(device: torch.device, precision: str, repeats: int = 5) -> float
     """The machine's attainable GFLOP/s: the best of `repeats` square matrix products (fp32 on
     the CPU, size 1024; the run's autocast type on a GPU, size 8192)."""
     n = 8192 if device.type == "cuda" else 1024
-    dtype = torch.bfloat16 if device.type == "cuda" and "bf16" in precision else torch.float32
-    if device.type == "cuda" and precision == "16-mixed":
-        dtype = torch.float16
+    autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+    dtype = autocast.get(precision, torch.float32) if device.type == "cuda" else torch.float32
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     best = math.inf
     for _ in range(repeats + 1):

@@ -448,15 +448,9 @@ NULL_AUTO = (
     "eval.linear.augmented.test_resize",
     "eval.linear.augmented.test_crop",
 )
-_NULL_AUTO = re.compile("|".join(k.replace(".", r"\.").replace("*", r"\d+") for k in NULL_AUTO))
 _noted: set[str] = set()
 ROLES = ("equivariance", "augment", "none")
 OLD_ROLES = {"invariance": "augment", "off": "none", "False": "none", "false": "none"}
-
-
-def is_null_auto(key: str) -> bool:
-    """Whether `key` (list items by index) is one of NULL_AUTO."""
-    return _NULL_AUTO.fullmatch(key) is not None
 
 
 def concrete_keys(cfg: DictConfig, key: str) -> list[str]:
@@ -476,12 +470,8 @@ def null_zero_autos(cfg: DictConfig, *, note: bool = True) -> None:
             if value is None or isinstance(value, bool) or value != 0:
                 continue
             OmegaConf.update(cfg, key, None)
-            if note and pattern not in _noted:
-                _noted.add(pattern)
-                warn(
-                    f"{key}=0 is deprecated; write {key}=null (automatic); 0 reads as null "
-                    "until the next release"
-                )
+            if note:  # one note for every item of a list
+                _note_once(f"{key}=0", f"{key}=null (automatic)", once=pattern)
 
 
 def preset_names() -> list[str]:
@@ -604,9 +594,11 @@ def apply_overrides(cfg: DictConfig, args: list[str]) -> DictConfig:
     return cfg
 
 
-def _note_once(old: str, new: str) -> None:
-    if old not in _noted:
-        _noted.add(old)
+def _note_once(old: str, new: str, once: str | None = None) -> None:
+    """A one-line note that `old` is deprecated, once a process for `once` (default: old)."""
+    once = old if once is None else once
+    if once not in _noted:
+        _noted.add(once)
         warn(f"{old} is deprecated; write {new}; the old spelling is read until the next release")
 
 

@@ -192,7 +192,7 @@ class TrainerConfig:
     num_nodes: int = 1  # nodes (the global batch is split over devices x num_nodes)
     strategy: str = "auto"  # auto | ddp
     precision: str = "auto"  # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed | 16-mixed
-    channels_last: bool = True  # on GPU only
+    channels_last: bool = True  # conv layout: GPU; CPU with a plain ResNet (not EqResNet)
     compile: bool = False  # torch.compile the backbone (checkpoint keys unchanged)
     sync_batchnorm: bool = False  # DDP: BatchNorm statistics over all processes
     log_every_n_steps: int = 20  # steps between metrics.csv rows (and non-finite checks)

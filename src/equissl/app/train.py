@@ -64,10 +64,34 @@ def uncompile_backbone(backbone: torch.nn.Module) -> None:
         backbone.__dict__.pop(name, None)
 
 
+# oneDNN 3.12 (torch 2.13's CPU build) corrupts the heap in the backward of a 1x1 stride-2 conv
+# in channels_last with fewer than 16 input channels ("free(): invalid next size", a segfault):
+# 4 and 8 channels from 64 px, 12 from 128 px; 16 and more gave gradients equal to contiguous.
+MIN_CPU_CHANNELS_LAST = 16
+
+
+def channels_last_pays(backbone: torch.nn.Module, device: torch.device) -> bool:
+    """Whether channels_last is the faster, and safe, layout for `backbone` on `device`: on a
+    GPU always; on the CPU for a backbone with 4-D conv filters (a plain ResNet from width 16:
+    its step ran 1.25-1.4x faster, docs/results/cpu-layout.md), not for an EqResNet, whose 5-D
+    free filters are expanded into contiguous ones every step (no faster, at times slower), nor
+    for one whose strided 1x1 convs have under MIN_CPU_CHANNELS_LAST inputs (the oneDNN bug)."""
+    if device.type == "cuda":
+        return True
+    if any(p.dim() > 4 for p in backbone.parameters()):
+        return False
+    return all(
+        m.in_channels >= MIN_CPU_CHANNELS_LAST
+        for m in backbone.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+    )
+
+
 def prepare_method(method: Method, cfg: DictConfig, device: torch.device) -> None:
-    """The fast path of a method on its training device: channels_last filters and views on a
-    GPU (`trainer.channels_last`), and a compiled backbone with `trainer.compile`."""
-    method.channels_last = device.type == "cuda" and cfg.trainer.channels_last
+    """The fast path of a method on its training device: channels_last filters and views
+    (`trainer.channels_last`, where that layout pays), and a compiled backbone with
+    `trainer.compile`."""
+    method.channels_last = cfg.trainer.channels_last and channels_last_pays(method.backbone, device)
     if method.channels_last:
         to_channels_last(method)
     if cfg.trainer.compile:

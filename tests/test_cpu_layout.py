@@ -8,6 +8,7 @@ import textwrap
 
 import torch
 
+from equissl.app.bench import other_layout
 from equissl.app.config import build_config
 from equissl.app.train import channels_last_pays, prepare_method
 from equissl.methods import build_method
@@ -57,10 +58,8 @@ def test_a_channels_last_step_has_the_contiguous_steps_loss():
 
 def _backbone_grads(layout: torch.memory_format, dtype: torch.dtype) -> list[torch.Tensor]:
     torch.manual_seed(0)
-    net = build_backbone("resnet18", width=16, stem="cifar").to(dtype)
-    for p in net.parameters():
-        if p.dim() == 4:
-            p.data = p.data.contiguous(memory_format=layout)
+    plain = build_backbone("resnet18", width=16, stem="cifar").to(dtype)
+    net, _ = other_layout(plain, channels_last=layout == torch.channels_last)
     x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     w = torch.randn(16, net.num_features, generator=torch.Generator().manual_seed(2))
     out = net(x.to(dtype).contiguous(memory_format=layout))
@@ -108,3 +107,12 @@ def test_a_narrow_backbone_trains_at_64_px_with_channels_last_asked_for():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "trained"
+
+
+def test_bench_times_no_channels_last_pass_of_a_narrow_backbone():
+    # Its bare pass in the other layout went channels_last around the guard and crashed (-11).
+    argv = ["-m", "equissl", "bench", "simclr", "smoke", "backbone.width=8", "size=64",
+            "steps=1", "warmup=0", "trainer.accelerator=cpu"]  # fmt: skip
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| contiguous |" in out.stdout

@@ -41,7 +41,13 @@ from equissl.app.config import build_config
 from equissl.app.cpu import apply_cpu_settings
 from equissl.app.outputs import check_file_writable
 from equissl.app.runner import backbone_label, method_label
-from equissl.app.train import prepare_method, resolve_precision, training_optimizer, uses_cuda
+from equissl.app.train import (
+    channels_last_safe,
+    prepare_method,
+    resolve_precision,
+    training_optimizer,
+    uses_cuda,
+)
 from equissl.data.load import NATIVE_SIZES
 from equissl.errors import UserError
 from equissl.methods import Method, build_method
@@ -220,7 +226,9 @@ def step_functions(
         "augment": augment_only,
         "bare": lambda i: bare_pass(method.backbone, inputs),
     }
-    if not cfg.trainer.compile:  # (a compiled backbone's copy would call the original)
+    if not cfg.trainer.compile and (
+        method.channels_last or channels_last_safe(method.backbone, device)
+    ):  # (a compiled backbone's copy would call the original; channels_last where it is safe)
         # The bare pass in the other memory layout too: step/bare is taken against the faster.
         other, layout = other_layout(method.backbone, not method.channels_last)
         moved = [x.contiguous(memory_format=layout) for x in inputs]

@@ -70,21 +70,24 @@ def uncompile_backbone(backbone: torch.nn.Module) -> None:
 MIN_CPU_CHANNELS_LAST = 16
 
 
-def channels_last_pays(backbone: torch.nn.Module, device: torch.device) -> bool:
-    """Whether channels_last is the faster, and safe, layout for `backbone` on `device`: on a
-    GPU always; on the CPU for a backbone with 4-D conv filters (a plain ResNet from width 16:
-    its step ran 1.25-1.4x faster, docs/results/cpu-layout.md), not for an EqResNet, whose 5-D
-    free filters are expanded into contiguous ones every step (no faster, at times slower), nor
-    for one whose strided 1x1 convs have under MIN_CPU_CHANNELS_LAST inputs (the oneDNN bug)."""
-    if device.type == "cuda":
-        return True
-    if any(p.dim() > 4 for p in backbone.parameters()):
-        return False
-    return all(
+def channels_last_safe(backbone: torch.nn.Module, device: torch.device) -> bool:
+    """Whether `backbone` may train in channels_last on `device`: not on the CPU where a strided
+    1x1 conv has under MIN_CPU_CHANNELS_LAST inputs (the oneDNN bug above)."""
+    return device.type == "cuda" or all(
         m.in_channels >= MIN_CPU_CHANNELS_LAST
         for m in backbone.modules()
         if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
     )
+
+
+def channels_last_pays(backbone: torch.nn.Module, device: torch.device) -> bool:
+    """Whether channels_last is the faster, and safe, layout for `backbone` on `device`: on a
+    GPU always; on the CPU for a backbone with 4-D conv filters (a plain ResNet from width 16:
+    its step ran 1.25-1.4x faster, docs/results/cpu-layout.md), not for an EqResNet, whose 5-D
+    free filters are expanded into contiguous ones every step (no faster, at times slower)."""
+    if device.type == "cpu" and any(p.dim() > 4 for p in backbone.parameters()):
+        return False
+    return channels_last_safe(backbone, device)
 
 
 def prepare_method(method: Method, cfg: DictConfig, device: torch.device) -> None:

@@ -1,14 +1,12 @@
 """benchmarks/cpu_25min.py's table: one row per run, then each method's mean ± sample std of the
 linear probe (the runs themselves take 20 minutes each and are not a test)."""
 
-import importlib.util
 import statistics
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "cpu_25min.py"
-spec = importlib.util.spec_from_file_location("cpu_25min", SCRIPT)
-cpu_25min = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cpu_25min)
+from scripts import load_script
+
+cpu_25min = load_script(Path("benchmarks/cpu_25min.py"))
 
 
 def row(method, seed, linear, head=None):

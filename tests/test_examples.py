@@ -4,12 +4,13 @@ at a tiny size to a finite, decreasing loss and a kNN accuracy in [0, 100]."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import math
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from scripts import load_script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ("esimclr", "care")
@@ -33,10 +34,7 @@ SETTINGS = {
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py", f"example_{name}")
 
 
 def imported_modules(path: Path) -> list[str]:

@@ -1,16 +1,12 @@
 """benchmarks/newcomer_tour.py reads the README's quick tour as the shell would, and the tour
 runs in order: whatever reads a run's folder comes after the command that names that run."""
 
-import importlib.util
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
-spec = importlib.util.spec_from_file_location(
-    "newcomer_tour", ROOT / "benchmarks" / "newcomer_tour.py"
-)
-tour = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tour)
+from scripts import ROOT, load_script
+
+tour = load_script(Path("benchmarks/newcomer_tour.py"))
 
 
 def test_commands_are_split_as_the_shell_would():

@@ -1,13 +1,11 @@
 """benchmarks/peers/peers.py's pure helpers (the plan of alternating runs, the medians and the
 ratio table), in the project's venv: the measurement itself needs the peer venv and is not a test."""
 
-import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "peers" / "peers.py"
-spec = importlib.util.spec_from_file_location("peers", SCRIPT)
-peers = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(peers)
+from scripts import load_script
+
+peers = load_script(Path("benchmarks/peers/peers.py"))
 
 
 def run(system, workers, img_s, method="simclr"):
